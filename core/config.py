@@ -1,0 +1,85 @@
+"""All settings in one place, read from `RADLOOP_*` environment variables.
+
+Defaults are the embedded, single-machine center described in
+`shared/spec/interfaces.md`; production overrides them through the environment.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# A development-only AES-256 key (base64). Production must set RADLOOP_CODEC_KEYS.
+DEV_CODEC_KEY = "ZGV2LW9ubHktcmFkbG9vcC1jb2RlYy1rZXktMzJieXQ="
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RADLOOP_", extra="ignore")
+
+    mode: str = Field("development", description="development | production")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    ae_title: str = "RADLOOP"
+    dicom_port: int = 11112
+    hl7_port: int = 2575
+    temporal_address: str | None = Field(
+        None, description="When set, connect there and start no embedded dev server."
+    )
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "radloop-loops"
+    dev_temporal_port: int = 7233
+    dev_temporal_ui_port: int = 8233
+    data_dir: Path = REPO_ROOT / "var"
+    database_url: str | None = None
+    codec_keys: str = Field(
+        f"dev1:{DEV_CODEC_KEY}",
+        description="Comma-separated key_id:base64(32-byte key); the first encrypts.",
+    )
+    # Critical values (R7.1.3): first deadline and each further escalation level.
+    critical_ack_deadline_seconds: int = 600
+    critical_escalation_seconds: int = 300
+    notify_default_url: str | None = Field(
+        None,
+        description="Apprise URL used when a recipient has none; "
+        "dev default is the API's own notification sink.",
+    )
+    correction_window_days: int = 30
+    slot_minutes: int = 15
+    day_start_hour: int = 8
+    day_end_hour: int = 18
+    booking_horizon_days: int = 14
+    timezone: str = "Asia/Shanghai"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'radloop.db'}"
+
+    @property
+    def resolved_temporal_address(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.dev_temporal_port}"
+
+    @property
+    def resolved_notify_url(self) -> str:
+        if self.notify_default_url:
+            return self.notify_default_url
+        return f"json://{self.api_host}:{self.api_port}/api/v1/dev/notifications"
+
+    @property
+    def is_production(self) -> bool:
+        return self.mode == "production"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    """Tests change the environment and need a fresh Settings."""
+    get_settings.cache_clear()

@@ -1,0 +1,1 @@
+"""RadLoop's shared vocabulary: enums, pydantic boundary models, tables and pure rules."""
