@@ -146,7 +146,13 @@ class HumanTask(SQLModel, table=True):
     workflow_id: str = Field(index=True)
     accession_number: str = Field(index=True)
     task_type: str = Field(index=True)
-    role: str = Field(index=True)
+    role: str = Field(index=True, description="Primary role (the first allowed)")
+    roles: str = Field(
+        default="",
+        index=True,
+        description="Every role allowed to complete it, space-separated and space-padded "
+        "(' radiologist senior_radiologist '), so `roles LIKE '% <role> %'` finds a role's inbox",
+    )
     assignee_id: str | None = Field(default=None, index=True)
     state: str = Field(default="open", index=True)
     priority_rank: int = 3

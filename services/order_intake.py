@@ -16,7 +16,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from temporalio.client import Client
 from temporalio.common import (
-    SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -28,13 +27,9 @@ from core.config import get_settings
 from domain.enums import Priority
 from domain.loop import EXAM_LOOP_WORKFLOW, ExamLoopInput, exam_loop_workflow_id
 from domain.orders import OrderIn
+from domain.search_attributes import SA_ACCESSION, SA_CRITICAL, SA_PATIENT, SA_PRIORITY, SA_STEP
 from domain.tables import AccessionCounter, ExamOrder, Patient, PatientIdentifier
 
-SA_ACCESSION = SearchAttributeKey.for_keyword("Accession")
-SA_PATIENT = SearchAttributeKey.for_keyword("PatientId")
-SA_STEP = SearchAttributeKey.for_keyword("LoopStep")
-SA_PRIORITY = SearchAttributeKey.for_keyword("Priority")
-SA_CRITICAL = SearchAttributeKey.for_bool("Critical")
 
 
 @dataclass(frozen=True)
@@ -147,6 +142,7 @@ def loop_input(order: ExamOrder) -> ExamLoopInput:
         ordering_clinician_id=order.ordering_clinician_id,
         ordering_department=order.ordering_department,
         special_critical=order.special_critical,
+        correction_window_days=get_settings().correction_window_days,
     )
 
 

@@ -1,0 +1,75 @@
+"""RadLoop worker: runs the loops' workflows and activities on one task queue.
+
+Scale-out is Temporal's: start as many of these as needed against the same
+cluster and database (see docker-compose.yml).
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.critical import critical_ladder, record_critical_change, record_critical_raised
+from activities.events import record_event
+from activities.exam import record_exam_progress, record_image_grade
+from activities.notifications import send_notification
+from activities.orders import apply_order_fix, run_order_qc, set_order_step
+from activities.reports import publish_report, save_report_version, sign_report
+from activities.scheduling import (
+    book_earliest_slot,
+    enqueue_patient,
+    first_room_for,
+    release_slot,
+    set_queue_state,
+    set_worklist_status,
+    withdraw_worklist_entries,
+    write_worklist_entry,
+)
+from activities.tasks import cancel_open_tasks, close_task, open_task
+from core.config import get_settings
+from core.temporal import connect
+from workflows.critical_value.workflow import CriticalValueWorkflow
+from workflows.exam_loop.workflow import ExamLoopWorkflow
+
+WORKFLOWS = [ExamLoopWorkflow, CriticalValueWorkflow]
+ACTIVITIES = [
+    record_event, run_order_qc, apply_order_fix, set_order_step,
+    book_earliest_slot, first_room_for, release_slot, write_worklist_entry, withdraw_worklist_entries,
+    set_worklist_status, enqueue_patient, set_queue_state,
+    open_task, close_task, cancel_open_tasks,
+    record_exam_progress, record_image_grade,
+    save_report_version, sign_report, publish_report,
+    send_notification, record_critical_raised, record_critical_change, critical_ladder,
+]
+
+
+def build_worker(
+    client: Client, task_queue: str | None = None, executor: concurrent.futures.Executor | None = None
+) -> Worker:
+    """The one place that lists what a RadLoop worker runs (tests use it too)."""
+    return Worker(
+        client,
+        task_queue=task_queue or get_settings().temporal_task_queue,
+        workflows=WORKFLOWS,
+        activities=ACTIVITIES,
+        activity_executor=executor or concurrent.futures.ThreadPoolExecutor(max_workers=32),
+        max_concurrent_activities=32,
+    )
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    client = await connect()
+    worker = build_worker(client)
+    logging.info("worker polling task queue %s", get_settings().temporal_task_queue)
+    await worker.run()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass

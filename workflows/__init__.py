@@ -1,0 +1,1 @@
+"""Durable loops of the center, one folder per workflow."""

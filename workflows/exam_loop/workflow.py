@@ -1,0 +1,559 @@
+"""The exam loop: one durable workflow per order (R4.2, R6.3, R7.1.1, R7.1.3, R7.1.4).
+
+order QC -> appointment -> check-in -> exam -> image QC -> report (draft,
+preliminary, review/sign) -> critical value (child) -> distribution ->
+correction window. Human steps are tasks completed through validated updates;
+device and staff actions (exam events, reschedule, cancel, correction request)
+are validated updates too, so an impossible action is refused before it is
+written to history. All I/O happens in activities.
+"""
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.critical import LadderRequest, critical_ladder
+    from activities.events import EventInput, record_event
+    from activities.exam import ExamProgress, GradeRecord, record_exam_progress, record_image_grade
+    from activities.notifications import Notice, send_notification
+    from activities.orders import OrderFix, OrderRef, StepChange, apply_order_fix, run_order_qc, set_order_step
+    from activities.reports import (
+        PublishRequest,
+        ReportDraft,
+        SignRequest,
+        publish_report,
+        save_report_version,
+        sign_report,
+    )
+    from activities.scheduling import (
+        AccessionAt,
+        Booking,
+        BookingRequest,
+        EnqueueRequest,
+        WorklistRequest,
+        book_earliest_slot,
+        enqueue_patient,
+        first_room_for,
+        release_slot,
+        set_queue_state,
+        set_worklist_status,
+        withdraw_worklist_entries,
+        write_worklist_entry,
+    )
+    from activities.tasks import CancelTasks, cancel_open_tasks
+    from domain.enums import ImageGrade, LoopStep, Priority, Role, TaskType
+    from domain.loop import (
+        EXAM_LOOP_WORKFLOW,
+        ActionAck,
+        Actor,
+        CancelRequest,
+        CorrectionRequest,
+        CriticalValueInput,
+        ExamEvent,
+        ExamLoopInput,
+        LoopStatus,
+        RescheduleRequest,
+        TaskCompletion,
+        TaskOutcome,
+        critical_value_workflow_id,
+    )
+    from domain.search_attributes import SA_CRITICAL, SA_STEP
+    from domain.task_forms import PerformExamForm
+    from workflows.critical_value.workflow import CriticalValueWorkflow
+    from workflows.human_tasks import TaskBook
+    from workflows.options import DB_ACTIVITY, NOTIFY_ACTIVITY
+
+BEFORE_EXAM = {LoopStep.order_qc, LoopStep.order_fix, LoopStep.scheduling, LoopStep.scheduled, LoopStep.arrived}
+SYSTEM = "system"
+
+
+class _Signed:
+    """What signing produced: the version and whether it carries a critical finding."""
+
+    def __init__(self, version: int, critical: bool, finding: str | None, signer: Actor) -> None:
+        self.version, self.critical, self.finding, self.signer = version, critical, finding, signer
+
+
+@workflow.defn(name=EXAM_LOOP_WORKFLOW)
+class ExamLoopWorkflow:
+    @workflow.init
+    def __init__(self, inp: ExamLoopInput) -> None:
+        self.inp = inp
+        self.wid = workflow.info().workflow_id
+        self.step = LoopStep.order_qc
+        self.tasks = TaskBook(self.wid, inp.accession_number, Priority(inp.priority).rank)
+        self.seq = 0
+        self.cancel_req: CancelRequest | None = None
+        self.reschedule_req: RescheduleRequest | None = None
+        self.booking: Booking | None = None
+        self.compensations: list[str] = []
+        self.exam_attempt = 1
+        self.exam_state = "not_started"  # not_started | started | completed
+        self.exam_done_by_event = False
+        self.last_grade: ImageGrade | None = None
+        self.report_version = 0
+        self.valid_version: int | None = None
+        self.preliminary_author: str | None = None
+        self.critical_ids: list[str] = []
+        self.last_critical: str | None = None
+        self.children: list[Any] = []
+        self.corrections: list[CorrectionRequest] = []
+        self.correction_count = 0
+
+    # ==== the loop ====================================================================
+    @workflow.run
+    async def run(self, inp: ExamLoopInput) -> LoopStatus:
+        if await self._order_qc() and await self._schedule_and_check_in():
+            await self._exam_until_quality_ok()
+            signed = await self._report_until_signed(correction=None)
+            await self._after_signing(signed, corrected=False, previous_critical=None)
+            await self._correction_window()
+            for child in self.children:
+                await child
+            await self._advance(LoopStep.closed, status="closed", summary="loop closed")
+        else:
+            await self._cancel_saga()
+        return self.status()
+
+    # ---- 1. order QC (R8.1) ------------------------------------------------------------
+    async def _order_qc(self) -> bool:
+        while True:
+            result = await workflow.execute_activity(run_order_qc, OrderRef(accession_number=self.inp.accession_number), **DB_ACTIVITY)
+            if result.passed:
+                await self._advance(LoopStep.scheduling, status="accepted", summary="order QC passed")
+                return True
+            issues = [i.model_dump() for i in result.issues]
+            task = await self.tasks.open_task(TaskType.order_fix, context={"issues": issues})
+            await self._advance(LoopStep.order_fix, status="qc_failed",
+                                summary="order QC failed: " + "; ".join(i.message for i in result.issues))
+            await self._tell_orderer("Order needs correction",
+                                     "Order QC found: " + "; ".join(i.message for i in result.issues))
+            await workflow.wait_condition(lambda: task in self.tasks.done or self.cancel_req is not None)
+            if self.cancel_req is not None:
+                return False
+            await self.tasks.close(task)
+            form = self.tasks.form(task)
+            if form.action == "cancel":
+                self.cancel_req = CancelRequest(actor=self.tasks.actor(task), reason=form.comment or "withdrawn by the ordering side")
+                return False
+            fields = {k: v for k, v in form.model_dump(exclude={"action", "comment"}).items() if v is not None}
+            await workflow.execute_activity(
+                apply_order_fix,
+                OrderFix(key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(),
+                         actor=self.tasks.actor(task).user_id, fields=fields),
+                **DB_ACTIVITY,
+            )
+
+    # ---- 2-3. appointment and check-in (R5.3, R6.1.5, R6.3) ------------------------------
+    async def _book(self, not_before) -> None:
+        req = BookingRequest(key=self._key(), accession_number=self.inp.accession_number,
+                             modality=self.inp.modality, not_before=not_before)
+        if self.inp.priority == Priority.stat:
+            self.booking = await workflow.execute_activity(first_room_for, req, **DB_ACTIVITY)
+        else:
+            self.booking = await workflow.execute_activity(book_earliest_slot, req, **DB_ACTIVITY)
+            self._push_compensation("release_slot")
+        await workflow.execute_activity(
+            write_worklist_entry,
+            WorklistRequest(key=self._key(), accession_number=self.inp.accession_number, attempt=self.exam_attempt,
+                            room_id=self.booking.room_id, scheduled_start=self.booking.start_at, at=workflow.now()),
+            **DB_ACTIVITY,
+        )
+        self._push_compensation("withdraw_worklist")
+        when = "now (stat)" if self.inp.priority == Priority.stat else self.booking.start_at.isoformat()
+        await self._advance(LoopStep.scheduled, status="scheduled", summary=f"{self.booking.room_name} at {when}")
+
+    async def _schedule_and_check_in(self) -> bool:
+        if self.cancel_req is not None:
+            return False
+        await self._book(workflow.now())
+        while True:
+            assert self.booking is not None
+            due = None if self.inp.priority == Priority.stat else max(
+                self.booking.start_at - workflow.now() + timedelta(minutes=30), timedelta(minutes=30))
+            task = await self.tasks.open_task(
+                TaskType.check_in, due=due,
+                context={"room": self.booking.room_name, "scheduled_start": self.booking.start_at.isoformat()},
+            )
+            await workflow.wait_condition(
+                lambda: task in self.tasks.done or self.cancel_req is not None or self.reschedule_req is not None)
+            if self.cancel_req is not None:
+                return False
+            if self.reschedule_req is not None and task not in self.tasks.done:
+                req, self.reschedule_req = self.reschedule_req, None
+                await self.tasks.close(task, state="cancelled")
+                await self._run_compensations(f"rescheduled: {req.reason}", req.actor.user_id)
+                not_before = max(workflow.now(), req.not_before) if req.not_before else workflow.now()
+                await self._book(not_before)
+                await self._tell_orderer("Exam rescheduled", f"New time: {self.booking.start_at.isoformat()} ({req.reason})")
+                continue
+            self.reschedule_req = None
+            await self.tasks.close(task)
+            await workflow.execute_activity(
+                enqueue_patient,
+                EnqueueRequest(key=self._key(), accession_number=self.inp.accession_number, room_id=self.booking.room_id,
+                               priority=self.inp.priority, at=workflow.now(), actor=self.tasks.actor(task).user_id),
+                **DB_ACTIVITY,
+            )
+            self._push_compensation("leave_queue")
+            await self._advance(LoopStep.arrived, status="arrived", summary="patient checked in",
+                                actor=self.tasks.actor(task).user_id)
+            return True
+
+    # ---- 4-5. exam and image QC (R6.3, R8.2) ---------------------------------------------
+    async def _exam_until_quality_ok(self) -> None:
+        reason: str | None = None
+        while True:
+            self.exam_state = "not_started"
+            task = await self.tasks.open_task(
+                TaskType.perform_exam, context={"attempt": self.exam_attempt, "re_exam_reason": reason,
+                                                "room": self.booking.room_name if self.booking else None})
+            await workflow.wait_condition(lambda: self.exam_done_by_event or task in self.tasks.done)
+            if task in self.tasks.done and not self.exam_done_by_event:
+                form: PerformExamForm = self.tasks.form(task)
+                await self._record_exam(ExamEvent(
+                    kind="completed", actor=self.tasks.actor(task), method=form.method, contrast_used=form.contrast_used,
+                    contrast_agent=form.contrast_agent, contrast_volume_ml=form.contrast_volume_ml))
+                self.exam_state = "completed"
+                await self.tasks.close(task)
+            else:
+                await self.tasks.close(task, state="done")
+            self.exam_done_by_event = False
+            await self._set_worklist("completed")
+            await workflow.execute_activity(set_queue_state, AccessionAt(key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(), reason="done"), **DB_ACTIVITY)
+            self.compensations = [c for c in self.compensations if c != "leave_queue"]
+
+            await self._advance(LoopStep.image_qc, status="exam_completed", summary=f"exam completed (attempt {self.exam_attempt})")
+            qc = await self.tasks.open_task(TaskType.image_qc, context={"attempt": self.exam_attempt})
+            done = await self.tasks.wait(qc)
+            await self.tasks.close(qc)
+            grade = self.tasks.form(qc)
+            self.last_grade = grade.grade
+            await workflow.execute_activity(
+                record_image_grade,
+                GradeRecord(key=self._key(), accession_number=self.inp.accession_number, attempt=self.exam_attempt,
+                            grade=grade.grade.value, reason=grade.reason, actor=done.actor.user_id, at=workflow.now()),
+                **DB_ACTIVITY,
+            )
+            if grade.grade != ImageGrade.D:
+                return
+            # Not diagnosable: the patient is re-examined (R8.2).
+            reason = grade.reason
+            self.exam_attempt += 1
+            assert self.booking is not None
+            await workflow.execute_activity(
+                write_worklist_entry,
+                WorklistRequest(key=self._key(), accession_number=self.inp.accession_number, attempt=self.exam_attempt,
+                                room_id=self.booking.room_id, scheduled_start=workflow.now(), at=workflow.now()),
+                **DB_ACTIVITY,
+            )
+            await self._advance(LoopStep.arrived, status="re_exam", summary=f"re-exam required: {reason}")
+
+    async def _record_exam(self, ev: ExamEvent) -> None:
+        await workflow.execute_activity(
+            record_exam_progress,
+            ExamProgress(key=self._key(), accession_number=self.inp.accession_number, attempt=self.exam_attempt,
+                         kind=ev.kind, at=workflow.now(), actor=ev.actor.user_id, source=ev.source, method=ev.method,
+                         contrast_used=ev.contrast_used, contrast_agent=ev.contrast_agent,
+                         contrast_volume_ml=ev.contrast_volume_ml, reason=ev.reason),
+            **DB_ACTIVITY,
+        )
+
+    async def _set_worklist(self, status: str) -> None:
+        await workflow.execute_activity(
+            set_worklist_status,
+            AccessionAt(key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(), reason=status),
+            **DB_ACTIVITY,
+        )
+
+    # ---- 6. report tiers (R7.1.1, R7.1.2, R4.2.6) ------------------------------------------
+    async def _save(self, tier: str, form: Any, actor: Actor, **extra: Any) -> int:
+        self.report_version += 1
+        await workflow.execute_activity(
+            save_report_version,
+            ReportDraft(accession_number=self.inp.accession_number, version=self.report_version, tier=tier,
+                        findings=form.findings, impression=form.impression, recommendation=form.recommendation,
+                        author_id=actor.user_id, author_role=actor.role.value, at=workflow.now(), **extra),
+            **DB_ACTIVITY,
+        )
+        return self.report_version
+
+    async def _report_until_signed(self, correction: CorrectionRequest | None) -> _Signed:
+        if correction is None:
+            await self._advance(LoopStep.reporting, status="reporting", summary="awaiting report draft")
+            draft = await self.tasks.open_task(TaskType.report_draft)
+            done = await self.tasks.wait(draft)
+            await self.tasks.close(draft)
+            form = self.tasks.form(draft)
+            await self._save("draft", form, done.actor, source=form.source)
+        comment: str | None = None
+        while True:
+            if correction is None:
+                prelim = await self.tasks.open_task(TaskType.report_preliminary, context={"base_version": self.report_version, "return_comment": comment})
+                await self._advance(LoopStep.preliminary, summary="awaiting preliminary report")
+                done = await self.tasks.wait(prelim)
+                await self.tasks.close(prelim)
+                await self._save("preliminary", self.tasks.form(prelim), done.actor)
+                self.preliminary_author = done.actor.user_id
+            else:
+                amend = await self.tasks.open_task(TaskType.correction_amend, context={"base_version": self.valid_version, "reason": correction.reason, "return_comment": comment})
+                await self._advance(LoopStep.correction, summary="amending the signed report")
+                done = await self.tasks.wait(amend)
+                await self.tasks.close(amend)
+                amend_form = self.tasks.form(amend)
+                await self._save("amended", amend_form, done.actor, critical=amend_form.critical,
+                                 critical_finding=amend_form.critical_finding, comment=f"{amend_form.kind} correction")
+                self.preliminary_author = done.actor.user_id
+            review = await self.tasks.open_task(TaskType.report_review, context={"version": self.report_version, "correction": correction is not None})
+            await self._advance(LoopStep.review, summary="awaiting review and signature")
+            done = await self.tasks.wait(review)
+            await self.tasks.close(review)
+            form = self.tasks.form(review)
+            tier = "amended" if correction is not None else "final"
+            version = await self._save(tier, form, done.actor, critical=form.critical,
+                                       critical_finding=form.critical_finding, comment=form.comment or None)
+            if form.action == "return":
+                comment = form.comment
+                continue
+            await workflow.execute_activity(
+                sign_report,
+                SignRequest(accession_number=self.inp.accession_number, version=version, signer_id=done.actor.user_id,
+                            at=workflow.now(), recall_reason=correction.reason if correction else None),
+                **DB_ACTIVITY,
+            )
+            self.valid_version = version
+            return _Signed(version, form.critical, form.critical_finding, done.actor)
+
+    # ---- 7-8. critical value and distribution ------------------------------------------------
+    async def _after_signing(self, signed: _Signed, corrected: bool, previous_critical: str | None) -> None:
+        await self._advance(LoopStep.signed, status="signed", summary=f"report v{signed.version} signed",
+                            actor=signed.signer.user_id)
+        if signed.critical and signed.finding and signed.finding != previous_critical:
+            await self._raise_critical(signed)
+        self.last_critical = signed.finding if signed.critical else None
+        await workflow.execute_activity(
+            publish_report,
+            PublishRequest(accession_number=self.inp.accession_number, version=signed.version,
+                           kind="corrected" if corrected else "final", at=workflow.now()),
+            **DB_ACTIVITY,
+        )
+        await self._advance(LoopStep.published, status="corrected" if corrected else "reported",
+                            summary=f"report v{signed.version} published")
+        if corrected:
+            await self._tell_orderer("Report corrected", f"Report v{signed.version} replaces the recalled version.")
+            await self._tell("patient", "patient", "Your report was corrected",
+                             "The imaging report was corrected; the previous version is withdrawn.")
+
+    async def _raise_critical(self, signed: _Signed) -> None:
+        cv_id = critical_value_workflow_id(self.inp.accession_number, len(self.critical_ids) + 1)
+        self.critical_ids.append(cv_id)
+        workflow.upsert_search_attributes([SA_CRITICAL.value_set(True)])
+        ladder = await workflow.execute_activity(
+            critical_ladder, LadderRequest(accession_number=self.inp.accession_number, finding=signed.finding or ""),
+            **DB_ACTIVITY)
+        handle = await workflow.start_child_workflow(
+            CriticalValueWorkflow.run,
+            CriticalValueInput(critical_value_id=cv_id, accession_number=self.inp.accession_number,
+                               finding=signed.finding or "", raised_by=signed.signer,
+                               ordering_clinician_id=self.inp.ordering_clinician_id,
+                               ordering_department=self.inp.ordering_department, ladder=ladder),
+            id=cv_id,
+        )
+        self.children.append(handle)
+
+    # ---- 9. corrections (R7.1.4) ---------------------------------------------------------
+    async def _correction_window(self) -> None:
+        deadline = workflow.now() + timedelta(days=self.inp.correction_window_days)
+        while True:
+            remaining = deadline - workflow.now()
+            if remaining <= timedelta(0):
+                return
+            try:
+                await workflow.wait_condition(lambda: bool(self.corrections), timeout=remaining)
+            except asyncio.TimeoutError:
+                return
+            req = self.corrections.pop(0)
+            self.correction_count += 1
+            await self._advance(LoopStep.correction, summary=f"correction requested: {req.reason}", actor=req.actor.user_id)
+            review = await self.tasks.open_task(
+                TaskType.correction_review, context={"reason": req.reason, "requested_by": req.actor.user_id,
+                                                     "version": self.valid_version})
+            done = await self.tasks.wait(review)
+            await self.tasks.close(review)
+            decision = self.tasks.form(review)
+            if decision.decision == "reject":
+                await self._event("correction_rejected", f"correction rejected: {decision.reason}", done.actor.user_id)
+                await self._tell("user", req.actor.user_id, "Correction request rejected", decision.reason)
+                await self._advance(LoopStep.published, summary="correction rejected; signed report stands")
+                continue
+            await self._event("correction_accepted", f"correction accepted: {decision.reason}", done.actor.user_id)
+            previous_critical = self.last_critical
+            signed = await self._report_until_signed(correction=req)
+            await self._after_signing(signed, corrected=True, previous_critical=previous_critical)
+
+    # ==== handlers =======================================================================
+    @workflow.update
+    def complete_task(self, c: TaskCompletion) -> TaskOutcome:
+        self.tasks.accept(c)
+        return TaskOutcome(task_id=c.task_id, next_step=self.step)
+
+    @complete_task.validator
+    def _validate_task(self, c: TaskCompletion) -> None:
+        self.tasks.validate(c)
+        task_type = self.tasks.open[c.task_id]
+        if task_type == TaskType.report_review and c.actor.user_id == self.preliminary_author:
+            raise ApplicationError("the author of the preliminary report cannot review and sign it", type="Forbidden")
+        if task_type == TaskType.perform_exam and self.exam_state == "completed":
+            raise ApplicationError("the exam is already completed", type="Conflict")
+
+    @workflow.update
+    async def record_exam_event(self, ev: ExamEvent) -> ActionAck:
+        if ev.kind == "started":
+            self.exam_state = "started"
+            await self._record_exam(ev)
+            await self._set_worklist("in_progress")
+            await workflow.execute_activity(set_queue_state, AccessionAt(key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(), reason="called"), **DB_ACTIVITY)
+            await self._advance(LoopStep.in_exam, status="in_progress", summary="exam started", actor=ev.actor.user_id)
+        elif ev.kind == "completed":
+            self.exam_state = "completed"
+            await self._record_exam(ev)
+            self.exam_done_by_event = True
+        else:
+            self.exam_state = "not_started"
+            await self._record_exam(ev)
+            self.exam_attempt += 1
+            await self._advance(LoopStep.arrived, status="arrived", summary=f"exam discontinued: {ev.reason or 'no reason'}")
+        return ActionAck(step=self.step, detail=f"exam {ev.kind}")
+
+    @record_exam_event.validator
+    def _validate_exam_event(self, ev: ExamEvent) -> None:
+        if ev.actor.role != Role.technologist:
+            raise ApplicationError("only a technologist (or the modality) reports exam progress", type="Forbidden")
+        if ev.kind == "started":
+            if self.step != LoopStep.arrived or self.exam_state != "not_started":
+                raise ApplicationError(f"cannot start the exam at step {self.step.value}", type="Conflict")
+        elif self.exam_state != "started":
+            raise ApplicationError(f"cannot mark the exam {ev.kind}: it has not started", type="Conflict")
+
+    @workflow.update
+    def reschedule(self, req: RescheduleRequest) -> ActionAck:
+        self.reschedule_req = req
+        return ActionAck(step=self.step, detail="reschedule accepted")
+
+    @reschedule.validator
+    def _validate_reschedule(self, req: RescheduleRequest) -> None:
+        if req.actor.role not in (Role.registrar, Role.nurse):
+            raise ApplicationError("only registrars and nurses reschedule", type="Forbidden")
+        if self.step != LoopStep.scheduled or self.inp.priority == Priority.stat:
+            raise ApplicationError(f"cannot reschedule at step {self.step.value}", type="Conflict")
+        if self.reschedule_req is not None or self.cancel_req is not None:
+            raise ApplicationError("a reschedule or cancel is already in progress", type="Conflict")
+
+    @workflow.update
+    def cancel(self, req: CancelRequest) -> ActionAck:
+        self.cancel_req = req
+        return ActionAck(step=self.step, detail="cancel accepted")
+
+    @cancel.validator
+    def _validate_cancel(self, req: CancelRequest) -> None:
+        if req.actor.role not in (Role.registrar, Role.nurse, Role.clinician):
+            raise ApplicationError("only registrars, nurses and the ordering side cancel", type="Forbidden")
+        if self.step not in BEFORE_EXAM or self.exam_state != "not_started":
+            raise ApplicationError(f"cannot cancel once the exam has started (step {self.step.value})", type="Conflict")
+        if self.cancel_req is not None:
+            raise ApplicationError("the order is already being cancelled", type="Conflict")
+
+    @workflow.update
+    def request_correction(self, req: CorrectionRequest) -> ActionAck:
+        self.corrections.append(req)
+        return ActionAck(step=self.step, detail="correction requested")
+
+    @request_correction.validator
+    def _validate_correction(self, req: CorrectionRequest) -> None:
+        if req.actor.role not in (Role.clinician, Role.radiologist, Role.senior_radiologist):
+            raise ApplicationError("only clinicians and radiologists request corrections", type="Forbidden")
+        if self.valid_version is None or self.step in (LoopStep.closed, LoopStep.cancelled):
+            raise ApplicationError("there is no signed report to correct", type="Conflict")
+        if self.corrections or self.step in (LoopStep.correction, LoopStep.review, LoopStep.signed):
+            raise ApplicationError("a correction is already in progress", type="Conflict")
+
+    @workflow.query
+    def status(self) -> LoopStatus:
+        return LoopStatus(
+            accession_number=self.inp.accession_number, step=self.step, open_tasks=self.tasks.views(),
+            exam_attempt=self.exam_attempt, last_grade=self.last_grade, report_version=self.report_version,
+            valid_report_version=self.valid_version, critical_value_ids=list(self.critical_ids),
+            cancelled=self.step == LoopStep.cancelled, correction_count=self.correction_count,
+        )
+
+    # ==== helpers ========================================================================
+    def _key(self) -> str:
+        self.seq += 1
+        return f"{self.wid}/e{self.seq}"
+
+    async def _advance(self, step: LoopStep, status: str | None = None, summary: str = "", actor: str = SYSTEM) -> None:
+        self.step = step
+        workflow.upsert_search_attributes([SA_STEP.value_set(step.value)])
+        await workflow.execute_activity(
+            set_order_step,
+            StepChange(key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(),
+                       step=step.value, status=status, actor=actor, summary=summary),
+            **DB_ACTIVITY,
+        )
+
+    async def _event(self, kind: str, summary: str, actor: str) -> None:
+        await workflow.execute_activity(
+            record_event,
+            EventInput(key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(),
+                       actor=actor, kind=kind, summary=summary),
+            **DB_ACTIVITY,
+        )
+
+    async def _tell(self, kind: str, rid: str, title: str, body: str) -> bool:
+        """Informational notice; a failed delivery is recorded, never blocks the loop."""
+        try:
+            await workflow.execute_activity(
+                send_notification,
+                Notice(key=self._key(), accession_number=self.inp.accession_number, recipient_kind=kind,
+                       recipient_id=rid, title=f"{title} ({self.inp.accession_number})", body=body, at=workflow.now()),
+                **NOTIFY_ACTIVITY,
+            )
+            return True
+        except ActivityError:
+            return False
+
+    async def _tell_orderer(self, title: str, body: str) -> bool:
+        return await self._tell("user", self.inp.ordering_clinician_id, title, body)
+
+    def _push_compensation(self, name: str) -> None:
+        if name not in self.compensations:
+            self.compensations.append(name)
+
+    async def _run_compensations(self, reason: str, actor: str) -> None:
+        """Undo what scheduling did, newest first (the cancel saga's compensations)."""
+        for name in reversed(self.compensations):
+            ref = AccessionAt(key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(),
+                              actor=actor, reason=reason)
+            if name == "release_slot":
+                await workflow.execute_activity(release_slot, ref, **DB_ACTIVITY)
+            elif name == "withdraw_worklist":
+                await workflow.execute_activity(withdraw_worklist_entries, ref, **DB_ACTIVITY)
+            elif name == "leave_queue":
+                ref.reason = "left"
+                await workflow.execute_activity(set_queue_state, ref, **DB_ACTIVITY)
+        self.compensations = []
+
+    async def _cancel_saga(self) -> None:
+        req = self.cancel_req
+        reason = req.reason if req else "cancelled"
+        actor = req.actor.user_id if req else SYSTEM
+        await workflow.execute_activity(cancel_open_tasks, CancelTasks(workflow_id=self.wid, at=workflow.now()), **DB_ACTIVITY)
+        self.tasks.open.clear()
+        await self._run_compensations(f"cancelled: {reason}", actor)
+        await self._tell_orderer("Order cancelled", f"The exam order was cancelled: {reason}")
+        await self._advance(LoopStep.cancelled, status="cancelled", summary=f"cancelled: {reason}", actor=actor)

@@ -1,0 +1,24 @@
+"""Activity options shared by the loops: timeouts and retry policies, named once."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+# Database writes: retry until the database is back; only a domain refusal is final.
+DB_ACTIVITY = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=60), non_retryable_error_types=["Invalid", "NotFound"],
+    ),
+)
+
+# Notifications: a few quick tries, then the workflow decides (e.g. phone-call fallback).
+NOTIFY_ACTIVITY = dict(
+    start_to_close_timeout=timedelta(seconds=20),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=10), maximum_attempts=3,
+    ),
+)
