@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Idempotent set-up of a fresh Debian machine (CI runs it as root before every `make` target).
+# Installs only from Debian's packages and PyPI; a second run does nothing and is quick.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "setup: $*" >&2; }
+
+# DCMTK (storescu & co. for DICOM tests) and Chromium (browser tests) come from Debian.
+if { ! command -v storescu >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; } \
+    && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    say "installing dcmtk and chromium from Debian packages"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk chromium >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    py=$(command -v python3.11 || command -v python3)
+    say "creating .venv with $py"
+    "$py" -m venv .venv
+fi
+
+# Re-install only when requirements.txt changed since the last successful install.
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+    say "installing requirements.txt into .venv"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+    echo "$want" >"$stamp"
+fi
