@@ -1,0 +1,103 @@
+"""Demo data for development: one campus, departments, rooms and one user per role.
+
+The dev tokens are the documented development credentials until the security work replaces
+them: user `<username>` authenticates with `Authorization: Bearer dev-<username>`. Seeding is
+refused in production, where these well-known tokens would be a back door.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from sqlmodel import Session
+
+from core.config import get_settings
+from domain.enums import Role
+from domain.tables import Department, Room, User
+
+CAMPUS = "Main campus"
+DEV_TOKEN_PREFIX = "dev-"
+
+DEPARTMENTS: list[tuple[str, str]] = [
+    ("emergency", "急诊科"),
+    ("respiratory", "呼吸内科"),
+    ("cardiology", "心血管内科"),
+    ("oncology", "肿瘤科"),
+]
+
+# (room id = station AE title, name, space-separated modalities)
+ROOMS: list[tuple[str, str, str]] = [
+    ("CT1", "CT 一室 / CT room 1", "CT"),
+    ("CT2", "CT 二室 / CT room 2", "CT"),
+    ("MR1", "磁共振一室 / MR room 1", "MR"),
+    ("DX1", "放射一室 / X-ray room 1", "DX CR"),
+    ("US1", "超声一室 / Ultrasound room 1", "US"),
+]
+
+DISPLAY_NAMES: dict[Role, str] = {
+    Role.registrar: "王登记 / Wang (registrar)",
+    Role.nurse: "李护士 / Li (nurse)",
+    Role.technologist: "张技师 / Zhang (technologist)",
+    Role.resident: "刘住院医 / Liu (resident)",
+    Role.radiologist: "陈医生 / Chen (radiologist)",
+    Role.senior_radiologist: "赵主任 / Zhao (senior radiologist)",
+    Role.clinician: "孙医生 / Sun (clinician, respiratory)",
+    Role.qc_officer: "周质控 / Zhou (QC officer)",
+    Role.manager: "吴科长 / Wu (manager)",
+    Role.auditor: "郑审计 / Zheng (auditor)",
+    Role.system_admin: "钱管理员 / Qian (system admin)",
+    Role.security_admin: "冯安全 / Feng (security admin)",
+    Role.his_system: "HIS 接口 / HIS interface",
+}
+
+DEPARTMENT_OF: dict[Role, str] = {Role.clinician: "respiratory"}
+
+
+def dev_token(username: str) -> str:
+    return f"{DEV_TOKEN_PREFIX}{username}"
+
+
+def token_sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def demo_users() -> list[User]:
+    """One user per Role, id `u-<role>`, username `<role>`."""
+    return [
+        User(
+            id=f"u-{role.value}",
+            username=role.value,
+            display_name=DISPLAY_NAMES.get(role, role.value),
+            role=role.value,
+            department_id=DEPARTMENT_OF.get(role),
+            api_token_sha256=token_sha256(dev_token(role.value)),
+            active=True,
+        )
+        for role in Role
+    ]
+
+
+def seed_demo(session: Session) -> None:
+    """Insert or refresh the demo rows (merge by primary key); the caller commits."""
+    if get_settings().is_production:
+        raise RuntimeError("refusing to seed demo data (dev tokens) in production mode")
+    rows: list = [Department(id=dep_id, name=name, oncall_notify_url=None) for dep_id, name in DEPARTMENTS]
+    rows += [
+        Room(id=room_id, name=name, campus=CAMPUS, modalities=modalities, station_ae_title=room_id)
+        for room_id, name, modalities in ROOMS
+    ]
+    rows += demo_users()
+    for row in rows:
+        session.merge(row)
+    session.flush()
+
+
+if __name__ == "__main__":
+    from core.db import session_scope
+    from core.migrate import upgrade_head
+
+    if get_settings().is_production:
+        raise SystemExit("refusing to seed demo data (dev tokens) in production mode")
+    upgrade_head()
+    with session_scope() as s:
+        seed_demo(s)
+    print(f"seeded demo data into {get_settings().resolved_database_url}")
