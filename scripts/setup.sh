@@ -25,6 +25,7 @@ stamp=.venv/.requirements.sha256
 want=$(sha256sum requirements.txt | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     say "installing requirements.txt into .venv"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+    # -qq: only errors (this machine's pip config warns about absent local mirrors)
+    .venv/bin/python -m pip install -qq --disable-pip-version-check -r requirements.txt
     echo "$want" >"$stamp"
 fi
