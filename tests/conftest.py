@@ -1,0 +1,135 @@
+"""Shared fixtures: a real database (SQLite and PostgreSQL), real Temporal servers.
+
+- `database`: a migrated, seeded database; parametrised over SQLite and PostgreSQL
+  (a throwaway schema in db `test`), and wired into the app's settings so
+  activities running in-process write to it.
+- `ts_env`: a fresh time-skipping test server per test (timers in milliseconds;
+  one test's skipped month never leaks into the next).
+- `dev_env`: the Temporal CLI dev server, as `make run` uses it.
+Every server uses free ports; nothing binds the fixed default ports.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.testing import WorkflowEnvironment
+
+from core.config import reset_settings_cache
+from core.db import get_engine, reset_engine_cache
+from core.migrate import upgrade_head
+from core.seed import seed_demo
+from core.temporal import SEARCH_ATTRIBUTES, data_converter, dev_server_search_attribute_args
+
+PG_URL = os.environ.get("RADLOOP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+VENV_BIN = Path(sys.executable).parent
+
+
+def _binary(name: str) -> str:
+    path = VENV_BIN / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} not found: run `make setup`")
+    return found
+
+
+def _pg_schema() -> Iterator[str]:
+    admin = sa.create_engine(PG_URL, poolclass=sa.NullPool)
+    try:
+        admin.connect().close()
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc}")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        reset_engine_cache()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def _use_database(monkeypatch: pytest.MonkeyPatch, url: str, data_dir: Path) -> None:
+    monkeypatch.setenv("RADLOOP_DATABASE_URL", url)
+    monkeypatch.setenv("RADLOOP_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("RADLOOP_MODE", raising=False)
+    reset_settings_cache()
+    reset_engine_cache()
+    upgrade_head(url)
+    with Session(get_engine()) as s:
+        seed_demo(s)
+        s.commit()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A migrated, demo-seeded database that the app's settings point at."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'radloop.db'}"
+        _use_database(monkeypatch, url, tmp_path)
+        yield url
+    else:
+        for url in _pg_schema():
+            _use_database(monkeypatch, url, tmp_path)
+            yield url
+    get_engine().dispose()
+    reset_engine_cache()
+    reset_settings_cache()
+
+
+@pytest.fixture
+def sqlite_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The same on SQLite only, for tests whose subject is not the database."""
+    url = f"sqlite:///{tmp_path / 'radloop.db'}"
+    _use_database(monkeypatch, url, tmp_path)
+    yield url
+    get_engine().dispose()
+    reset_engine_cache()
+    reset_settings_cache()
+
+
+@pytest.fixture
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=_binary("temporal-test-server"), data_converter=data_converter()
+    )
+    kinds = {"Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD, "Bool": IndexedValueType.INDEXED_VALUE_TYPE_BOOL}
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace="default",
+            search_attributes={name: kinds[kind] for name, kind in SEARCH_ATTRIBUTES.items()},
+        )
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=_binary("temporal"),
+        data_converter=data_converter(),
+        dev_server_extra_args=dev_server_search_attribute_args() + ["--log-level", "error"],
+        ui=False,
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"tq-{uuid.uuid4().hex[:10]}"
