@@ -1,0 +1,58 @@
+"""The RadLoop HTTP API: routers joined, errors mapped, Temporal connected lazily.
+
+Run: `uvicorn api.main:app --host 127.0.0.1 --port 8000` (the launcher does this).
+The app starts even when Temporal is down; the first request that needs a loop
+connects, and /health reports what is missing meanwhile.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api.deps import TemporalConnector
+from api.errors import TemporalUnavailable, install_error_handlers
+from api.routes import codec, critical_values, dev_notifications, health, loops, orders, tasks, ui_schemas
+from core.config import get_settings
+
+
+async def _warm_up(connector: TemporalConnector) -> None:
+    with contextlib.suppress(TemporalUnavailable):
+        await connector.get()
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Try to connect in the background so start-up never waits on (or fails for) Temporal."""
+    warm = asyncio.create_task(_warm_up(app.state.temporal))
+    try:
+        yield
+    finally:
+        warm.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await warm
+
+
+def create_app(temporal_client: Client | None = None) -> FastAPI:
+    """Build the app; tests pass a client already connected to their own Temporal server."""
+    settings = get_settings()
+    app = FastAPI(
+        title="RadLoop",
+        summary="Closed-loop workflows of a medical imaging center",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.temporal = TemporalConnector(temporal_client)
+    install_error_handlers(app)
+    for module in (health, orders, tasks, ui_schemas, loops, critical_values, codec):
+        app.include_router(module.router)
+    if not settings.is_production:
+        app.include_router(dev_notifications.router)
+    app.add_middleware(codec.CodecCORS, origins=codec.temporal_ui_origins())
+    return app
+
+
+app = create_app()

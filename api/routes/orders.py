@@ -1,0 +1,112 @@
+"""Orders from a HIS over REST (interfaces.md): create-or-return one loop per placer order."""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response, status
+from sqlmodel import Session, col, select
+
+from api.deps import CurrentUser, TemporalConnectorDep, in_thread, require_roles
+from api.errors import ErrorBody, ValidationErrorBody
+from core.db import session_scope
+from domain.enums import Priority, Role, Sex
+from domain.loop import LoopStatus
+from domain.orders import ClinicalIn, OrderAccepted, OrderIn, OrderingIn, OrderPublic, ProcedureIn, SpecialIn
+from domain.tables import Appointment, ExamOrder, Patient, User
+from services.errors import NotFound
+from services.order_intake import ensure_loop_started, record_order
+
+router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
+
+PlacingUser = Annotated[User, Depends(require_roles(Role.his_system, Role.clinician, Role.registrar))]
+
+# The loop's own answer refines the row's step, but a slow or absent worker must not stall a read.
+STATUS_QUERY_TIMEOUT = timedelta(seconds=1.5)
+
+
+@router.post(
+    "",
+    response_model=OrderAccepted,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": OrderAccepted, "description": "This placer order already has a loop"},
+        403: {"model": ErrorBody},
+        422: {"model": ValidationErrorBody, "description": "Field-level reasons; nothing was created"},
+    },
+)
+async def place_order(
+    order: OrderIn, _user: PlacingUser, connector: TemporalConnectorDep, response: Response
+) -> OrderAccepted:
+    """Record the order (idempotent on placer system + number), then make sure its loop runs.
+
+    Temporal is reached before anything is written, so while it is down the
+    sender gets 503 and nothing is half-created; a crash after the write heals
+    on the sender's retry (the loop starts with USE_EXISTING).
+    """
+    client = await connector.get()
+    result = await in_thread(record_order, session_scope, order)
+    workflow_id = await ensure_loop_started(client, result.order)
+    if not result.created:
+        response.status_code = status.HTTP_200_OK
+    row = result.order
+    return OrderAccepted(
+        accession_number=row.accession_number, workflow_id=workflow_id, patient_id=row.patient_id, status=row.status
+    )
+
+
+def order_public(session: Session, accession: str) -> OrderPublic:
+    row = session.get(ExamOrder, accession)
+    if row is None:
+        raise NotFound(f"no order with accession number {accession}")
+    patient = session.get(Patient, row.patient_id)
+    assert patient is not None, "exam_order.patient_id is a foreign key"
+    appt = session.exec(
+        select(Appointment).where(Appointment.accession_number == accession).order_by(col(Appointment.booked_at).desc())
+    ).first()
+    return OrderPublic(
+        accession_number=row.accession_number,
+        workflow_id=row.workflow_id,
+        patient_id=row.patient_id,
+        placer_system=row.placer_system,
+        placer_order_number=row.placer_order_number,
+        status=row.status,
+        step=row.step,
+        priority=Priority(row.priority),
+        procedure=ProcedureIn(
+            code=row.procedure_code, name=row.procedure_name, modality=row.modality,
+            body_part=row.body_part, laterality=row.laterality,
+        ),
+        ordering=OrderingIn(
+            clinician_id=row.ordering_clinician_id, clinician_name=row.ordering_clinician_name,
+            department=row.ordering_department,
+        ),
+        clinical=ClinicalIn(history=row.clinical_history, diagnosis=row.clinical_diagnosis, purpose=row.clinical_purpose),
+        special=SpecialIn(critical=row.special_critical, mdro=row.special_mdro, infectious=row.special_infectious),
+        patient_name=patient.name,
+        patient_sex=Sex(patient.sex),
+        patient_birth_date=patient.birth_date,
+        room_id=appt.room_id if appt else None,
+        scheduled_start=appt.start_at.isoformat() if appt else None,
+    )
+
+
+def _load(accession: str) -> OrderPublic:
+    with session_scope() as session:
+        return order_public(session, accession)
+
+
+@router.get("/{accession}", response_model=OrderPublic, responses={404: {"model": ErrorBody}})
+async def get_order(accession: str, _user: CurrentUser, connector: TemporalConnectorDep) -> OrderPublic:
+    """The order with its current loop step: the row, refined by the running loop when it answers."""
+    order = await in_thread(_load, accession)
+    if connector.connected:
+        try:
+            client = await connector.get()
+            status_now = await client.get_workflow_handle(order.workflow_id).query(
+                "status", result_type=LoopStatus, rpc_timeout=STATUS_QUERY_TIMEOUT
+            )
+            order.step = status_now.step.value
+        except Exception:  # noqa: BLE001 - the row's step is the fallback by design
+            pass
+    return order
