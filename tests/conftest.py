@@ -133,3 +133,15 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture
 def task_queue() -> str:
     return f"tq-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def notify_sink(monkeypatch: pytest.MonkeyPatch):
+    """Every notification goes to a local webhook receiver (apprise `json://`)."""
+    from tests.support.notify_sink import NotifySink
+
+    with NotifySink() as sink:
+        monkeypatch.setenv("RADLOOP_NOTIFY_DEFAULT_URL", sink.url)
+        reset_settings_cache()
+        yield sink
+    reset_settings_cache()

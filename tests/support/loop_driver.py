@@ -120,3 +120,21 @@ class LoopDriver:
         if critical_finding:
             review |= {"critical": True, "critical_finding": critical_finding}
         await self.complete(acc, "report_review", Role.senior_radiologist, review)
+
+
+async def closed_result(client: Client, workflow_id: str, timeout: float = 15) -> LoopStatus:
+    """Wait until the loop is closed, then read its result.
+
+    The time-skipping server's long poll for a result can return an empty page
+    ("No completion event found"), so poll the description instead.
+    """
+    from temporalio.client import WorkflowExecutionStatus
+
+    handle = client.get_workflow_handle(workflow_id, result_type=LoopStatus)
+
+    async def poll() -> LoopStatus:
+        while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            await asyncio.sleep(0.05)
+        return await handle.result()
+
+    return await asyncio.wait_for(poll(), timeout)

@@ -72,6 +72,10 @@ BEFORE_EXAM = {LoopStep.order_qc, LoopStep.order_fix, LoopStep.scheduling, LoopS
 SYSTEM = "system"
 
 
+class _Cancelled(Exception):
+    """Raised inside the loop when an accepted cancel must unwind to the saga."""
+
+
 class _Signed:
     """What signing produced: the version and whether it carries a critical finding."""
 
@@ -108,16 +112,19 @@ class ExamLoopWorkflow:
     # ==== the loop ====================================================================
     @workflow.run
     async def run(self, inp: ExamLoopInput) -> LoopStatus:
-        if await self._order_qc() and await self._schedule_and_check_in():
+        try:
+            if not (await self._order_qc() and await self._schedule_and_check_in()):
+                raise _Cancelled()
             await self._exam_until_quality_ok()
-            signed = await self._report_until_signed(correction=None)
-            await self._after_signing(signed, corrected=False, previous_critical=None)
-            await self._correction_window()
-            for child in self.children:
-                await child
-            await self._advance(LoopStep.closed, status="closed", summary="loop closed")
-        else:
+        except _Cancelled:
             await self._cancel_saga()
+            return self.status()
+        signed = await self._report_until_signed(correction=None)
+        await self._after_signing(signed, corrected=False, previous_critical=None)
+        await self._correction_window()
+        for child in self.children:
+            await child
+        await self._advance(LoopStep.closed, status="closed", summary="loop closed")
         return self.status()
 
     # ---- 1. order QC (R8.1) ------------------------------------------------------------
@@ -213,7 +220,11 @@ class ExamLoopWorkflow:
             task = await self.tasks.open_task(
                 TaskType.perform_exam, context={"attempt": self.exam_attempt, "re_exam_reason": reason,
                                                 "room": self.booking.room_name if self.booking else None})
-            await workflow.wait_condition(lambda: self.exam_done_by_event or task in self.tasks.done)
+            await workflow.wait_condition(
+                lambda: self.exam_done_by_event or task in self.tasks.done
+                or (self.cancel_req is not None and self.exam_state == "not_started"))
+            if self.cancel_req is not None and self.exam_state == "not_started":
+                raise _Cancelled()
             if task in self.tasks.done and not self.exam_done_by_event:
                 form: PerformExamForm = self.tasks.form(task)
                 await self._record_exam(ExamEvent(
@@ -497,14 +508,15 @@ class ExamLoopWorkflow:
         return f"{self.wid}/e{self.seq}"
 
     async def _advance(self, step: LoopStep, status: str | None = None, summary: str = "", actor: str = SYSTEM) -> None:
-        self.step = step
-        workflow.upsert_search_attributes([SA_STEP.value_set(step.value)])
+        # The row first, then the state: whoever sees the new step can read its row.
         await workflow.execute_activity(
             set_order_step,
             StepChange(key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(),
                        step=step.value, status=status, actor=actor, summary=summary),
             **DB_ACTIVITY,
         )
+        self.step = step
+        workflow.upsert_search_attributes([SA_STEP.value_set(step.value)])
 
     async def _event(self, kind: str, summary: str, actor: str) -> None:
         await workflow.execute_activity(
