@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
-import domain.tables  # noqa: F401 - registers every table on SQLModel.metadata
+import domain.schema  # noqa: F401 - registers every table on SQLModel.metadata
 from core.config import get_settings
 
 config = context.config

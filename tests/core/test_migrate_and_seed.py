@@ -16,7 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import Session, SQLModel, func, select
 
-import domain.tables  # noqa: F401 - fills SQLModel.metadata
+import domain.schema  # noqa: F401 - fills SQLModel.metadata
 from core.config import reset_settings_cache
 from core.db import make_engine
 from core.migrate import upgrade_head

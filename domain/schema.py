@@ -1,0 +1,8 @@
+"""Every table module, imported once so SQLModel.metadata holds the whole schema.
+
+Alembic and the schema-drift test import this module; a new table module is
+added here and nowhere else.
+"""
+from __future__ import annotations
+
+import domain.tables  # noqa: F401
