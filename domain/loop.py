@@ -146,6 +146,7 @@ class CriticalStatus(BaseModel):
     acknowledged: bool
     acked_by: str | None = None
     phone_task_id: str | None = None
+    open_tasks: list[OpenTaskView] = Field(default_factory=list)
 
 
 class CriticalResult(BaseModel):

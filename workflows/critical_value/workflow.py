@@ -186,5 +186,5 @@ class CriticalValueWorkflow:
             critical_value_id=self.inp.critical_value_id, level=self.level,
             level_name=self.inp.ladder[self.level].name if self.level < len(self.inp.ladder) else "phone call",
             acknowledged=self.ack is not None, acked_by=self.ack.actor.user_id if self.ack else None,
-            phone_task_id=self.phone_task,
+            phone_task_id=self.phone_task, open_tasks=self.tasks.views(),
         )
