@@ -81,10 +81,17 @@ def _unavailable_response(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": f"workflow service unavailable: {exc}"}, status_code=503)
 
 
+# Temporal down, slow, overloaded, or no worker polling ("no poller seen"): try again later.
+_TRANSIENT_RPC = {
+    RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.FAILED_PRECONDITION,
+}
+
+
 def _rpc_response(_request: Request, exc: Exception) -> JSONResponse:
-    """A Temporal call failed in transport: the service is down or slow (503), else a bad gateway."""
+    """A Temporal call failed below the domain: 503 when it may pass, else a bad gateway."""
     assert isinstance(exc, RPCError)
-    transient = exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
+    transient = exc.status in _TRANSIENT_RPC
     return JSONResponse({"detail": f"workflow service error: {exc.message}"}, status_code=503 if transient else 502)
 
 
