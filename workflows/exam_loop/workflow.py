@@ -107,6 +107,7 @@ class ExamLoopWorkflow:
         self.last_critical: str | None = None
         self.children: list[Any] = []
         self.corrections: list[CorrectionRequest] = []
+        self.correction_active = False
         self.correction_count = 0
 
     # ==== the loop ====================================================================
@@ -401,11 +402,13 @@ class ExamLoopWorkflow:
                 await self._event("correction_rejected", f"correction rejected: {decision.reason}", done.actor.user_id)
                 await self._tell("user", req.actor.user_id, "Correction request rejected", decision.reason)
                 await self._advance(LoopStep.published, summary="correction rejected; signed report stands")
+                self.correction_active = False
                 continue
             await self._event("correction_accepted", f"correction accepted: {decision.reason}", done.actor.user_id)
             previous_critical = self.last_critical
             signed = await self._report_until_signed(correction=req)
             await self._after_signing(signed, corrected=True, previous_critical=previous_critical)
+            self.correction_active = False
 
     # ==== handlers =======================================================================
     @workflow.update
@@ -481,6 +484,7 @@ class ExamLoopWorkflow:
 
     @workflow.update
     def request_correction(self, req: CorrectionRequest) -> ActionAck:
+        self.correction_active = True
         self.corrections.append(req)
         return ActionAck(step=self.step, detail="correction requested")
 
@@ -490,7 +494,7 @@ class ExamLoopWorkflow:
             raise ApplicationError("only clinicians and radiologists request corrections", type="Forbidden")
         if self.valid_version is None or self.step in (LoopStep.closed, LoopStep.cancelled):
             raise ApplicationError("there is no signed report to correct", type="Conflict")
-        if self.corrections or self.step in (LoopStep.correction, LoopStep.review, LoopStep.signed):
+        if self.correction_active:
             raise ApplicationError("a correction is already in progress", type="Conflict")
 
     @workflow.query
