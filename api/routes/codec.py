@@ -5,6 +5,12 @@ with `{"payloads": [{"metadata": {key: base64}, "data": base64}]}`, answered
 in the same shape. Reading PHI in clear is a privileged act, so only managers,
 auditors and system administrators may call it. The browser-based UI calls
 from its own origin, hence the CORS wrapper restricted to this prefix.
+
+    temporal workflow show -w exam-loop-<accession> \
+        --codec-endpoint http://127.0.0.1:8000/api/v1/codec --codec-auth "Bearer dev-auditor"
+
+The Web UI (`--ui-codec-endpoint` of the dev server) needs its own access token
+passed through to reach it, as any other caller.
 """
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlmodel import Session, SQLModel
 
+import domain.schema  # noqa: F401 - every table on SQLModel.metadata
 from api.deps import token_sha256
 from api.main import create_app
 from core import config, db

@@ -8,6 +8,11 @@ a real socket). Every port and task queue is random.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import sys
+from asyncio.subprocess import PIPE
+from pathlib import Path
 import random
 import socket
 import threading
@@ -33,6 +38,12 @@ from worker import build_worker
 
 T = TypeVar("T")
 CHECK_IN = {"identity_document_type": "id_card", "identity_verified": True}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _auth(role: str) -> dict[str, str]:
@@ -109,8 +120,6 @@ async def center(
     sqlite_database: str, dev_env: WorkflowEnvironment, task_queue: str, sink_server: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Center]:
-    from tests.api.conftest import free_port
-
     monkeypatch.setenv("RADLOOP_TEMPORAL_TASK_QUEUE", task_queue)
     monkeypatch.setenv("RADLOOP_TEMPORAL_ADDRESS", dev_env.client.service_client.config.target_host)
     monkeypatch.setenv("RADLOOP_NOTIFY_DEFAULT_URL", f"json://{sink_server}/api/v1/dev/notifications")
@@ -268,3 +277,35 @@ async def test_health_is_200_when_everything_answers(center: Center, dicom_and_h
     assert body["status"] == "ok" and body["failing"] == []
     assert set(body["components"]) == {"database", "temporal", "worker", "dicom", "hl7"}
     assert "C-ECHO" in body["components"]["dicom"]["detail"]
+
+
+def _start_input(show_json: str) -> tuple[bytes, bytes]:
+    """(encoding, data) of the loop's input payload in `temporal workflow show -o json` output."""
+    [payload] = json.loads(show_json)["events"][0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"]
+    return base64.b64decode(payload["metadata"]["encoding"]), base64.b64decode(payload["data"])
+
+
+async def test_temporal_cli_reads_history_in_clear_through_the_codec_endpoint(center: Center, sink_server: str):
+    """The real `temporal` CLI, pointed at the API's codec server, shows the encrypted loop input in clear."""
+    acc = (await center.place())["accession_number"]
+    await center.reach(acc, "scheduled")
+    cli = [
+        str(Path(sys.executable).parent / "temporal"), "workflow", "show", "-w", f"exam-loop-{acc}",
+        "--address", center.client.service_client.config.target_host, "-o", "json",
+        "--codec-endpoint", f"http://{sink_server}/api/v1/codec",
+    ]
+
+    async def run(*extra: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(*cli, *extra, stdout=PIPE, stderr=PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        return proc.returncode or 0, out.decode() + err.decode()
+
+    code, out = await run("--codec-auth", "Bearer dev-auditor")
+    assert code == 0, out
+    encoding, data = _start_input(out)
+    assert encoding == b"json/plain"
+    assert json.loads(data)["accession_number"] == acc
+
+    # Refused by the codec server, the CLI retries until its deadline, then gives up.
+    code, out = await run("--codec-auth", "Bearer dev-clinician", "--command-timeout", "3s")
+    assert code != 0 and "accession_number" not in out, "a clinician may not decrypt histories"
