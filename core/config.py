@@ -47,12 +47,25 @@ class Settings(BaseSettings):
         description="Apprise URL used when a recipient has none; "
         "dev default is the API's own notification sink.",
     )
-    correction_window_days: int = 30
+    correction_window_days: float = 30
     slot_minutes: int = 15
     day_start_hour: int = 8
     day_end_hour: int = 18
     booking_horizon_days: int = 14
     timezone: str = "Asia/Shanghai"
+
+    # ---- DICOM listener (integrations/dicom; R4.2.2, R4.2.3, R4.3.2, R6.3) ----
+    dicom_host: str = Field("127.0.0.1", description="Address the DICOM listener binds")
+    dicom_max_pdu: int = Field(131072, description="Max PDU we receive; 128 KB measured fastest")
+    dicom_move_destinations: str = Field(
+        "", description="C-MOVE destinations: comma-separated AE=host:port, e.g. VIEWER=10.0.0.5:104"
+    )
+    dicom_study_stable_seconds: int = Field(
+        60, description="Without MPPS, a study no image arrived for this long counts as received"
+    )
+    dicom_listener_processes: int = Field(
+        1, description="Listener processes sharing the port (SO_REUSEPORT) for parallel associations"
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -69,6 +82,16 @@ class Settings(BaseSettings):
         if self.notify_default_url:
             return self.notify_default_url
         return f"json://{self.api_host}:{self.api_port}/api/v1/dev/notifications"
+
+    @property
+    def move_destinations(self) -> dict[str, tuple[str, int]]:
+        """`dicom_move_destinations` parsed: AE title -> (host, port)."""
+        out: dict[str, tuple[str, int]] = {}
+        for item in filter(None, (x.strip() for x in self.dicom_move_destinations.split(","))):
+            ae, _, addr = item.partition("=")
+            host, _, port = addr.rpartition(":")
+            out[ae.strip()] = (host.strip(), int(port))
+        return out
 
     @property
     def is_production(self) -> bool:

@@ -41,7 +41,7 @@ class ExamLoopInput(BaseModel):
     ordering_clinician_id: str
     ordering_department: str
     special_critical: bool = False
-    correction_window_days: int = Field(30, description="How long a signed report stays open to correction")
+    correction_window_days: float = Field(30, description="How long a signed report stays open to correction")
 
 
 class TaskCompletion(BaseModel):

@@ -1,0 +1,101 @@
+"""Record loop histories for the replay tests (run when a workflow version ships).
+
+    .venv/bin/python scripts/record_histories.py <tag>
+
+Runs representative scenarios on the real dev server (the time-skipping test
+server writes update events that the replayer cannot replay) with a short
+critical-value ladder and correction window, against a throwaway SQLite
+database, and writes each history to
+`tests/workflows/histories/<workflow>-<scenario>-<tag>.json`. Replaying them with
+the current code (tests/workflows/test_replay.py) proves a change does not break
+loops already running.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "tests" / "workflows" / "histories"
+
+
+async def record(tag: str) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="radloop-record-"))
+    os.environ |= {
+        "RADLOOP_DATABASE_URL": f"sqlite:///{tmp / 'radloop.db'}", "RADLOOP_DATA_DIR": str(tmp),
+        "RADLOOP_CRITICAL_ACK_DEADLINE_SECONDS": "3", "RADLOOP_CRITICAL_ESCALATION_SECONDS": "3",
+        "RADLOOP_CORRECTION_WINDOW_DAYS": "0.0002",  # about 17 s
+    }
+    from sqlmodel import Session
+    from temporalio.testing import WorkflowEnvironment
+
+    from core.config import reset_settings_cache
+    from core.db import get_engine
+    from core.migrate import upgrade_head
+    from core.seed import seed_demo
+    from core.temporal import data_converter, dev_server_search_attribute_args
+    from domain.enums import Role
+    from domain.loop import (
+        CancelRequest, CorrectionRequest, CriticalAck, critical_value_workflow_id, exam_loop_workflow_id,
+    )
+    from services import loop_commands
+    from tests.support.loop_driver import LoopDriver, actor, closed_result
+    from tests.support.notify_sink import NotifySink
+    from worker import build_worker
+
+    upgrade_head()
+    with Session(get_engine()) as s:
+        seed_demo(s)
+        s.commit()
+    with NotifySink() as sink:
+        os.environ["RADLOOP_NOTIFY_DEFAULT_URL"] = sink.url
+        reset_settings_cache()
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(Path(sys.executable).parent / "temporal"), ui=False,
+            dev_server_extra_args=dev_server_search_attribute_args(), data_converter=data_converter())
+        tq = f"record-{uuid.uuid4().hex[:8]}"
+        async with build_worker(env.client, tq):
+            d = LoopDriver(env.client, tq)
+            # 1. Full loop: re-exam, critical finding escalated once then acked, a correction, closed.
+            acc = (await d.place()).accession_number
+            await d.check_in(acc)
+            await d.perform_exam(acc, contrast=True)
+            await d.grade(acc, "D", reason="motion")
+            await d.perform_exam(acc)
+            await d.grade(acc, "A")
+            await d.report(acc, critical_finding="tension pneumothorax")
+            cv = critical_value_workflow_id(acc, 1)
+            await d.wait_step(acc, "published")
+            await asyncio.sleep(4)
+            await loop_commands.acknowledge_critical(env.client, cv, CriticalAck(
+                actor=actor(Role.clinician), clinician_name="孙医生", read_back="tension pneumothorax"))
+            await loop_commands.request_correction(env.client, acc, CorrectionRequest(actor=actor(Role.clinician), reason="side"))
+            await d.complete(acc, "correction_review", Role.senior_radiologist, {"decision": "accept", "reason": "ok"})
+            await d.complete(acc, "correction_amend", Role.radiologist, {"kind": "simple", "findings": "f2", "impression": "i2"})
+            await d.complete(acc, "report_review", Role.senior_radiologist, {"action": "sign", "findings": "f2", "impression": "i2"})
+            # 2. Cancelled after check-in.
+            acc2 = (await d.place()).accession_number
+            await d.check_in(acc2)
+            await d.wait_step(acc2, "arrived")
+            await loop_commands.cancel(env.client, acc2, CancelRequest(actor=actor(Role.registrar), reason="patient left"))
+            await closed_result(env.client, exam_loop_workflow_id(acc2))
+            await closed_result(env.client, exam_loop_workflow_id(acc), timeout=60)
+            OUT.mkdir(parents=True, exist_ok=True)
+            for name, wid in [("exam_loop-full", exam_loop_workflow_id(acc)), ("critical_value-escalated", cv),
+                              ("exam_loop-cancelled", exam_loop_workflow_id(acc2))]:
+                history = await env.client.get_workflow_handle(wid).fetch_history()
+                path = OUT / f"{name}-{tag}.json"
+                # The workflow ID matters on replay (task IDs derive from it), so keep it.
+                path.write_text(json.dumps({"workflow_id": wid, "history": json.loads(history.to_json())}, indent=1))
+                print(f"wrote {path.relative_to(ROOT)} ({len(history.events)} events)")
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(record(sys.argv[1] if len(sys.argv) > 1 else "v1"))
