@@ -1,0 +1,63 @@
+"""A worker killed mid-loop and restarted continues the loop with nothing lost (dev server)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlmodel import Session, select
+
+from core.db import get_engine
+from domain.enums import Role
+from domain.loop import ExamEvent
+from domain.tables import ExamRecord, HumanTask
+from services import loop_commands
+from tests.support.loop_driver import LoopDriver, actor
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _start_worker(dev_env, task_queue: str) -> subprocess.Popen:
+    env = os.environ | {
+        "RADLOOP_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "RADLOOP_TEMPORAL_TASK_QUEUE": task_queue,
+    }
+    return subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def test_killed_worker_resumes_the_loop(dev_env, sqlite_database, task_queue, notify_sink) -> None:
+    worker = _start_worker(dev_env, task_queue)
+    try:
+        d = LoopDriver(dev_env.client, task_queue)
+        acc = (await d.place()).accession_number
+        await d.check_in(acc)
+        await d.wait_step(acc, "arrived")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+        # The technologist starts the exam while no worker is alive: the update waits.
+        started = asyncio.create_task(loop_commands.record_exam_event(
+            dev_env.client, acc, ExamEvent(kind="started", actor=actor(Role.technologist))))
+        await asyncio.sleep(1.0)
+        assert not started.done()
+        worker = _start_worker(dev_env, task_queue)
+        ack = await asyncio.wait_for(started, 60)
+        assert ack.accepted
+        await d.wait_step(acc, "in_exam", timeout=30)
+        await d.perform_exam(acc)
+        await d.grade(acc, "A")
+        await d.report(acc)
+        await d.wait_step(acc, "published", timeout=30)
+        with Session(get_engine()) as s:
+            exams = s.exec(select(ExamRecord).where(ExamRecord.accession_number == acc)).all()
+            assert len(exams) == 1 and exams[0].started_at and exams[0].completed_at
+            tasks = s.exec(select(HumanTask).where(HumanTask.accession_number == acc)).all()
+            assert sorted(t.task_type for t in tasks) == sorted(
+                ["check_in", "perform_exam", "image_qc", "report_draft", "report_preliminary", "report_review"])
+            assert all(t.state == "done" for t in tasks)
+    finally:
+        worker.kill()
+        worker.wait(timeout=10)
