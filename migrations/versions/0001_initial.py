@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 18:48:35.464030
+Create Date: 2026-11-27 19:05:10.570226
 """
 from typing import Sequence, Union
 
@@ -141,6 +141,84 @@ def upgrade() -> None:
     with op.batch_alter_table('image_qc_grade', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_image_qc_grade_accession_number'), ['accession_number'], unique=False)
 
+    op.create_table('imaging_instance',
+    sa.Column('sop_instance_uid', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('series_instance_uid', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('study_instance_uid', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('sop_class_uid', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('transfer_syntax_uid', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('instance_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('rel_path', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('size_bytes', sa.Integer(), nullable=False),
+    sa.Column('calling_ae', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('received_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('sop_instance_uid')
+    )
+    with op.batch_alter_table('imaging_instance', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_imaging_instance_series_instance_uid'), ['series_instance_uid'], unique=False)
+        batch_op.create_index(batch_op.f('ix_imaging_instance_study_instance_uid'), ['study_instance_uid'], unique=False)
+
+    op.create_table('imaging_series',
+    sa.Column('series_instance_uid', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('study_instance_uid', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('modality', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('series_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('series_description', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('body_part_examined', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('num_instances', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('series_instance_uid')
+    )
+    with op.batch_alter_table('imaging_series', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_imaging_series_modality'), ['modality'], unique=False)
+        batch_op.create_index(batch_op.f('ix_imaging_series_study_instance_uid'), ['study_instance_uid'], unique=False)
+
+    op.create_table('imaging_study',
+    sa.Column('study_instance_uid', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('patient_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('patient_name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('patient_birth_date', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('patient_sex', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('order_accession', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('study_date', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('study_time', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('study_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('study_description', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('referring_physician_name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('modalities', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('specific_character_set', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('num_series', sa.Integer(), nullable=False),
+    sa.Column('num_instances', sa.Integer(), nullable=False),
+    sa.Column('first_received_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('last_received_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('images_received_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('study_instance_uid')
+    )
+    with op.batch_alter_table('imaging_study', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_imaging_study_accession_number'), ['accession_number'], unique=False)
+        batch_op.create_index(batch_op.f('ix_imaging_study_last_received_at'), ['last_received_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_imaging_study_order_accession'), ['order_accession'], unique=False)
+        batch_op.create_index(batch_op.f('ix_imaging_study_patient_id'), ['patient_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_imaging_study_patient_name'), ['patient_name'], unique=False)
+        batch_op.create_index(batch_op.f('ix_imaging_study_study_date'), ['study_date'], unique=False)
+
+    op.create_table('mpps',
+    sa.Column('sop_instance_uid', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('scheduled_step_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('study_instance_uid', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('calling_ae', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('performed_series', sa.JSON(), nullable=False),
+    sa.Column('attributes', sa.JSON(), nullable=False),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('sop_instance_uid')
+    )
+    with op.batch_alter_table('mpps', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_mpps_accession_number'), ['accession_number'], unique=False)
+        batch_op.create_index(batch_op.f('ix_mpps_study_instance_uid'), ['study_instance_uid'], unique=False)
+
     op.create_table('notification_attempt',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -165,6 +243,20 @@ def upgrade() -> None:
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
+    op.create_table('quarantined_object',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('received_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('calling_ae', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('sop_class_uid', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('sop_instance_uid', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('rel_path', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('size_bytes', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('quarantined_object', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_quarantined_object_received_at'), ['received_at'], unique=False)
+
     op.create_table('queue_entry',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -177,6 +269,23 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('queue_entry', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_queue_entry_room_id'), ['room_id'], unique=False)
+
+    op.create_table('reconciliation_item',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('study_instance_uid', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('patient_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('patient_name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('state', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('resolved_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('reconciliation_item', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_reconciliation_item_kind'), ['kind'], unique=False)
+        batch_op.create_index(batch_op.f('ix_reconciliation_item_state'), ['state'], unique=False)
 
     op.create_table('report_distribution',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -223,6 +332,16 @@ def upgrade() -> None:
     sa.Column('modalities', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('station_ae_title', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.PrimaryKeyConstraint('id')
+    )
+    op.create_table('storage_commitment',
+    sa.Column('transaction_uid', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('calling_ae', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('requested', sa.JSON(), nullable=False),
+    sa.Column('failed', sa.JSON(), nullable=False),
+    sa.Column('state', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('reported_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('transaction_uid')
     )
     op.create_table('worklist_entry',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -333,6 +452,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_worklist_entry_accession_number'))
 
     op.drop_table('worklist_entry')
+    op.drop_table('storage_commitment')
     op.drop_table('room')
     with op.batch_alter_table('report_version', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_report_version_accession_number'))
@@ -342,16 +462,49 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_report_distribution_accession_number'))
 
     op.drop_table('report_distribution')
+    with op.batch_alter_table('reconciliation_item', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_reconciliation_item_state'))
+        batch_op.drop_index(batch_op.f('ix_reconciliation_item_kind'))
+
+    op.drop_table('reconciliation_item')
     with op.batch_alter_table('queue_entry', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_queue_entry_room_id'))
 
     op.drop_table('queue_entry')
+    with op.batch_alter_table('quarantined_object', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_quarantined_object_received_at'))
+
+    op.drop_table('quarantined_object')
     op.drop_table('patient')
     with op.batch_alter_table('notification_attempt', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_notification_attempt_critical_value_id'))
         batch_op.drop_index(batch_op.f('ix_notification_attempt_accession_number'))
 
     op.drop_table('notification_attempt')
+    with op.batch_alter_table('mpps', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_mpps_study_instance_uid'))
+        batch_op.drop_index(batch_op.f('ix_mpps_accession_number'))
+
+    op.drop_table('mpps')
+    with op.batch_alter_table('imaging_study', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_imaging_study_study_date'))
+        batch_op.drop_index(batch_op.f('ix_imaging_study_patient_name'))
+        batch_op.drop_index(batch_op.f('ix_imaging_study_patient_id'))
+        batch_op.drop_index(batch_op.f('ix_imaging_study_order_accession'))
+        batch_op.drop_index(batch_op.f('ix_imaging_study_last_received_at'))
+        batch_op.drop_index(batch_op.f('ix_imaging_study_accession_number'))
+
+    op.drop_table('imaging_study')
+    with op.batch_alter_table('imaging_series', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_imaging_series_study_instance_uid'))
+        batch_op.drop_index(batch_op.f('ix_imaging_series_modality'))
+
+    op.drop_table('imaging_series')
+    with op.batch_alter_table('imaging_instance', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_imaging_instance_study_instance_uid'))
+        batch_op.drop_index(batch_op.f('ix_imaging_instance_series_instance_uid'))
+
+    op.drop_table('imaging_instance')
     with op.batch_alter_table('image_qc_grade', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_image_qc_grade_accession_number'))
 

@@ -1,0 +1,1 @@
+"""One module per DIMSE service; each handler's docstring says which status it returns when."""

@@ -1,0 +1,162 @@
+"""`python -m integrations.dicom.listener`: RadLoop's one DICOM AE with every SCP.
+
+Serves Verification, Modality Worklist, MPPS, Storage, Storage Commitment and
+Query/Retrieve (FIND/GET/MOVE) on settings.ae_title at
+settings.dicom_host:settings.dicom_port. Tuning is explicit and measured
+(shared/spec/perf-notes.md): TCP_NODELAY on every connection, Explicit VR Little
+Endian offered first, 128 KB max PDU. With settings.dicom_listener_processes > 1
+several processes share the port (SO_REUSEPORT) so parallel associations are not
+bound by one interpreter's GIL.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLosslessSV1,
+    JPEGLossless,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
+from pynetdicom import AE, evt
+from pynetdicom.events import Event
+from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
+
+from core.config import Settings, get_settings
+from core.temporal import connect
+from integrations.dicom.context import ListenerContext
+from integrations.dicom.loop_bridge import LoopBridge
+from integrations.dicom.services import SERVICES
+from integrations.dicom.store import DicomStore
+
+log = logging.getLogger("radloop.dicom")
+
+UNCOMPRESSED = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian]
+COMPRESSED = [
+    JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1,
+    JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000, RLELossless,
+]
+
+
+def set_nodelay(event: Event) -> None:
+    """Nagle's algorithm costs 20x on DICOM's small PDU headers (perf-notes.md)."""
+    sock = getattr(event.assoc.dul.socket, "socket", None)
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def build_ae(ctx: ListenerContext) -> tuple[AE, list[Any]]:
+    """The AE with every supported context, and the event handlers to bind when serving."""
+    ae = AE(ae_title=ctx.settings.ae_title)
+    ae.maximum_pdu_size = ctx.settings.dicom_max_pdu
+    ae.maximum_associations = 64
+    ae.network_timeout = 60
+    ae.dimse_timeout = 60
+    handlers: list[Any] = [(evt.EVT_CONN_OPEN, set_nodelay)]
+    for service in SERVICES:
+        for sop_class, storage_role in service.contexts():
+            syntaxes = UNCOMPRESSED + COMPRESSED if service.compressed else UNCOMPRESSED
+            if storage_role:
+                ae.add_supported_context(sop_class, syntaxes, scu_role=True, scp_role=True)
+            else:
+                ae.add_supported_context(sop_class, syntaxes)
+        handlers += service.handlers(ctx)
+    return ae, handlers
+
+
+class _SharedPortServer(AssociationServer):
+    """A blocking server whose port other listener processes may share (SO_REUSEPORT)."""
+
+    def server_bind(self) -> None:
+        assert self.socket is not None
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
+def make_context(settings: Settings, bridge: LoopBridge | None = None) -> ListenerContext:
+    return ListenerContext(
+        settings=settings,
+        store=DicomStore(settings.data_dir / "dicom"),
+        bridge=bridge or LoopBridge(lambda: connect(settings)),
+    )
+
+
+def start_threaded(ctx: ListenerContext, port: int, host: str = "127.0.0.1") -> tuple[AE, ThreadedAssociationServer]:
+    """Serve in background threads of this process (tests, embedding); stop with ae.shutdown()."""
+    ae, handlers = build_ae(ctx)
+    server = ae.start_server((host, port), block=False, evt_handlers=handlers)
+    assert server is not None
+    return ae, server
+
+
+def serve(settings: Settings) -> None:
+    """Serve in this process until SIGTERM/SIGINT."""
+    ctx = make_context(settings)
+    ae, handlers = build_ae(ctx)
+    host = os.environ.get("RADLOOP_DICOM_HOST", settings.dicom_host)
+    server = ae.make_server((host, settings.dicom_port), evt_handlers=handlers, server_class=_SharedPortServer)
+
+    def stop(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    log.info("DICOM AE %s listening on %s:%d (pid %d)", settings.ae_title, host, settings.dicom_port, os.getpid())
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        ctx.bridge.close()
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s dicom %(levelname)s %(message)s")
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its debug logging costs ~7%
+
+
+def _child(_: int) -> None:
+    _configure_logging()
+    serve(get_settings())
+
+
+def main() -> int:
+    _configure_logging()
+    settings = get_settings()
+    n = max(1, settings.dicom_listener_processes)
+    if n == 1:
+        serve(settings)
+        return 0
+    procs = [multiprocessing.get_context("spawn").Process(target=_child, args=(i,), daemon=False) for i in range(n)]
+    for p in procs:
+        p.start()
+
+    def forward(sig: int, _: Any) -> None:
+        for p in procs:
+            if p.pid and p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for p in procs:
+        p.join()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Which SOP classes the listener serves and which handler answers each (one place to look)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pynetdicom import evt
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    ModalityWorklistInformationFind,
+    Verification,
+)
+
+from integrations.dicom.context import ListenerContext
+from integrations.dicom.handlers.echo import handle_echo
+from integrations.dicom.handlers.find import handle_find
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    sop_classes: tuple[str, ...]
+    bind: Callable[[ListenerContext], list[Any]]
+    compressed: bool = False  # accept compressed transfer syntaxes (storage only)
+    storage_role: bool = False  # SCP/SCU role selection for C-GET sub-operations
+
+    def contexts(self) -> list[tuple[str, bool]]:
+        return [(uid, self.storage_role) for uid in self.sop_classes]
+
+    def handlers(self, ctx: ListenerContext) -> list[Any]:
+        return self.bind(ctx)
+
+
+FIND_CLASSES: tuple[str, ...] = (ModalityWorklistInformationFind,)
+
+SERVICES: list[Service] = [
+    Service("verification", (Verification,), lambda ctx: [(evt.EVT_C_ECHO, handle_echo)]),
+    Service("find", FIND_CLASSES, lambda ctx: [(evt.EVT_C_FIND, handle_find, [ctx])]),
+]

@@ -1,0 +1,73 @@
+"""DICOM test helpers: free ports, DCMTK tools run the way the spec demands, an in-process listener."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}  # without it DCMTK crawls (perf-notes.md)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ToolResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def run_tool(argv: Sequence[str | bytes], cwd: Path | None = None, timeout: float = 60) -> ToolResult:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=cwd, env=DCMTK_ENV, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return ToolResult(proc.returncode or 0, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+
+async def findscu_worklist(port: int, keys: Sequence[str | bytes], out_dir: Path, aec: str = "RADLOOP") -> list[Dataset]:
+    """findscu -W with `-k` keys; returns the response identifiers (extracted with -X)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("rsp*.dcm"):
+        old.unlink()
+    argv: list[str | bytes] = ["findscu", "-W", "-aet", "TESTSCU", "-aec", aec, "-X", "-od", str(out_dir)]
+    for k in keys:
+        argv += ["-k", k]
+    argv += ["127.0.0.1", str(port)]
+    res = await run_tool(argv)
+    assert res.code == 0, f"findscu failed: {res.stderr}{res.stdout}"
+    return [pydicom.dcmread(p) for p in sorted(out_dir.glob("rsp*.dcm"))]
+
+
+@dataclass
+class RunningListener:
+    port: int
+    ctx: object  # integrations.dicom.context.ListenerContext
+
+
+@contextlib.asynccontextmanager
+async def running_listener(client: object | None = None) -> AsyncIterator[RunningListener]:
+    """The real listener in this process on a free port; MPPS updates go to `client` on this loop."""
+    from core.config import get_settings
+    from integrations.dicom.listener import make_context, start_threaded
+    from integrations.dicom.loop_bridge import LoopBridge
+
+    port = free_port()
+    settings = get_settings().model_copy(update={"dicom_port": port})
+    bridge = LoopBridge.for_client(client, asyncio.get_running_loop()) if client is not None else None
+    ctx = make_context(settings, bridge)
+    ae, _server = start_threaded(ctx, port)
+    try:
+        yield RunningListener(port, ctx)
+    finally:
+        await asyncio.to_thread(ae.shutdown)
