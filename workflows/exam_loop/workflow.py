@@ -358,7 +358,7 @@ class ExamLoopWorkflow:
                             summary=f"report v{signed.version} published")
         if corrected:
             await self._tell_orderer("Report corrected", f"Report v{signed.version} replaces the recalled version.")
-            await self._tell("patient", "patient", "Your report was corrected",
+            await self._tell("patient", self.inp.patient_id, "Your report was corrected",
                              "The imaging report was corrected; the previous version is withdrawn.")
 
     async def _raise_critical(self, signed: _Signed) -> None:

@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 from core.db import get_engine
 from domain.enums import Role
 from domain.loop import CorrectionRequest, CriticalStatus, critical_value_workflow_id
-from domain.tables import NotificationAttempt, ReportDistribution, ReportVersion
+from domain.tables import ExamOrder, NotificationAttempt, ReportDistribution, ReportVersion
 from services import loop_commands
 from services.errors import Conflict, Forbidden
 from tests.support.loop_driver import LoopDriver, actor
@@ -30,6 +30,8 @@ async def test_accepted_correction_recalls_the_old_version(ts_env, database, tas
     async with build_worker(ts_env.client, task_queue):
         d = LoopDriver(ts_env.client, task_queue)
         acc = await _published(d)
+        with Session(get_engine()) as s:
+            patient_id = s.get(ExamOrder, acc).patient_id
         with pytest.raises(Forbidden):
             await loop_commands.request_correction(ts_env.client, acc, CorrectionRequest(actor=actor(Role.registrar), reason="x"))
         await loop_commands.request_correction(
@@ -57,7 +59,7 @@ async def test_accepted_correction_recalls_the_old_version(ts_env, database, tas
             while True:
                 with Session(get_engine()) as s:
                     got = {n.recipient for n in s.exec(select(NotificationAttempt).where(NotificationAttempt.accession_number == acc))}
-                if {"user:u-clinician", "patient:patient"} <= got:
+                if {"user:u-clinician", f"patient:{patient_id}"} <= got:
                     return got
                 await asyncio.sleep(0.05)
 
