@@ -5,6 +5,8 @@ that nothing listens on, unless a test starts the real thing on its own port.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from sqlmodel import Session, SQLModel
 
 import domain.schema  # noqa: F401 - every table on SQLModel.metadata
@@ -41,23 +44,60 @@ def auth():
     return _auth
 
 
+PG_URL = os.environ.get("RADLOOP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@contextlib.contextmanager
+def _database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh SQLite file, or a throw-away PostgreSQL schema (skipped off CI when none runs)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'radloop.db'}"
+        return
+    admin = sa.create_engine(PG_URL, poolclass=sa.NullPool)
+    try:
+        admin.connect().close()
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc}")
+    schema = f"api_{uuid.uuid4().hex[:12]}"
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 @pytest.fixture
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[config.Settings]:
-    monkeypatch.setenv("RADLOOP_MODE", "development")
-    monkeypatch.setenv("RADLOOP_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("RADLOOP_DATABASE_URL", f"sqlite:///{tmp_path / 'radloop.db'}")
-    monkeypatch.setenv("RADLOOP_TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
-    monkeypatch.setenv("RADLOOP_TEMPORAL_TASK_QUEUE", f"api-test-{uuid.uuid4().hex[:8]}")
-    monkeypatch.setenv("RADLOOP_DICOM_PORT", str(free_port()))
-    monkeypatch.setenv("RADLOOP_HL7_PORT", str(free_port()))
-    monkeypatch.setenv("RADLOOP_DEV_TEMPORAL_UI_PORT", str(free_port()))
-    config.reset_settings_cache()
-    db.reset_engine_cache()
-    SQLModel.metadata.create_all(db.get_engine())
-    yield config.get_settings()
-    db.get_engine().dispose()
-    config.reset_settings_cache()
-    db.reset_engine_cache()
+def backend(request: pytest.FixtureRequest) -> str:
+    """SQLite unless a test module parametrises it (indirectly) with "postgresql" too."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def settings(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[config.Settings]:
+    with _database_url(backend, tmp_path) as url:
+        monkeypatch.setenv("RADLOOP_MODE", "development")
+        monkeypatch.setenv("RADLOOP_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("RADLOOP_DATABASE_URL", url)
+        monkeypatch.setenv("RADLOOP_TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")
+        monkeypatch.setenv("RADLOOP_TEMPORAL_TASK_QUEUE", f"api-test-{uuid.uuid4().hex[:8]}")
+        monkeypatch.setenv("RADLOOP_DICOM_PORT", str(free_port()))
+        monkeypatch.setenv("RADLOOP_HL7_PORT", str(free_port()))
+        monkeypatch.setenv("RADLOOP_DEV_TEMPORAL_UI_PORT", str(free_port()))
+        config.reset_settings_cache()
+        db.reset_engine_cache()
+        SQLModel.metadata.create_all(db.get_engine())
+        try:
+            yield config.get_settings()
+        finally:
+            db.get_engine().dispose()
+            config.reset_settings_cache()
+            db.reset_engine_cache()
 
 
 @pytest.fixture

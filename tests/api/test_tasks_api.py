@@ -9,6 +9,9 @@ import pytest
 
 from domain.tables import HumanTask
 
+# The inbox query and the conditional claim updates are database-sensitive: run on both.
+pytestmark = pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+
 CHECK_IN = {"identity_document_type": "id_card", "identity_verified": True}
 
 
