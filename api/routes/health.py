@@ -22,7 +22,8 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
-from api.deps import TemporalConnectorDep, in_thread
+from api.deps import TemporalConnector, TemporalConnectorDep, in_thread
+from api.errors import TemporalUnavailable
 from core.config import Settings, get_settings
 from core.db import get_engine
 
@@ -53,19 +54,22 @@ def _select_one() -> str:
     return "SELECT 1"
 
 
-async def check_database(_settings: Settings, _connector) -> str:
+async def check_database(_settings: Settings, _connector: TemporalConnector) -> str:
     return await in_thread(_select_one)
 
 
-async def check_temporal(settings: Settings, connector) -> str:
+async def check_temporal(settings: Settings, connector: TemporalConnector) -> str:
     client = await connector.get()
     if not await client.service_client.check_health(timeout=timedelta(seconds=CHECK_TIMEOUT_SECONDS)):
         raise ComponentDown("health check returned not serving")
     return settings.resolved_temporal_address
 
 
-async def check_worker(settings: Settings, connector) -> str:
-    client = await connector.get()
+async def check_worker(settings: Settings, connector: TemporalConnector) -> str:
+    try:
+        client = await connector.get()
+    except TemporalUnavailable:
+        raise ComponentDown("cannot tell: Temporal is unreachable") from None
     resp = await client.workflow_service.describe_task_queue(
         DescribeTaskQueueRequest(
             namespace=settings.temporal_namespace,
@@ -96,18 +100,18 @@ def _c_echo(port: int, called_ae: str) -> str:
     return f"C-ECHO {called_ae}@127.0.0.1:{port}"
 
 
-async def check_dicom(settings: Settings, _connector) -> str:
+async def check_dicom(settings: Settings, _connector: TemporalConnector) -> str:
     return await in_thread(_c_echo, settings.dicom_port, settings.ae_title)
 
 
-async def check_hl7(settings: Settings, _connector) -> str:
+async def check_hl7(settings: Settings, _connector: TemporalConnector) -> str:
     _reader, writer = await asyncio.open_connection("127.0.0.1", settings.hl7_port)
     writer.close()
     await writer.wait_closed()
     return f"MLLP 127.0.0.1:{settings.hl7_port} accepts"
 
 
-CHECKS: dict[str, Callable[[Settings, object], Awaitable[str]]] = {
+CHECKS: dict[str, Callable[[Settings, TemporalConnector], Awaitable[str]]] = {
     "database": check_database,
     "temporal": check_temporal,
     "worker": check_worker,
@@ -116,7 +120,9 @@ CHECKS: dict[str, Callable[[Settings, object], Awaitable[str]]] = {
 }
 
 
-async def _run(check: Callable[[Settings, object], Awaitable[str]], settings: Settings, connector) -> ComponentHealth:
+async def _run(
+    check: Callable[[Settings, TemporalConnector], Awaitable[str]], settings: Settings, connector: TemporalConnector
+) -> ComponentHealth:
     started = time.perf_counter()
     try:
         detail = await asyncio.wait_for(check(settings, connector), CHECK_TIMEOUT_SECONDS + 0.5)
@@ -128,7 +134,7 @@ async def _run(check: Callable[[Settings, object], Awaitable[str]], settings: Se
     return ComponentHealth(status=state, detail=detail, latency_ms=round((time.perf_counter() - started) * 1000, 1))
 
 
-async def health_report(connector) -> HealthReport:
+async def health_report(connector: TemporalConnector) -> HealthReport:
     settings = get_settings()
     results = await asyncio.gather(*(_run(c, settings, connector) for c in CHECKS.values()))
     components = dict(zip(CHECKS, results))

@@ -19,6 +19,8 @@ async def test_503_names_each_failing_component(api):
     assert comps["database"]["status"] == "ok"
     for name in body["failing"]:
         assert comps[name]["status"] == "down" and comps[name]["detail"], name
+    assert "Temporal is unreachable" in comps["worker"]["detail"]
+    assert "not established" in comps["dicom"]["detail"]
 
 
 async def test_database_down_is_reported(api, settings, monkeypatch, tmp_path):
