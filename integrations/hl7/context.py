@@ -1,0 +1,31 @@
+"""What a message handler gets (dependencies as explicit arguments) and what it returns."""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+from sqlmodel import Session
+from temporalio.client import Client
+
+from core.db import get_engine
+
+
+def new_session() -> Session:
+    """A session whose objects stay readable after commit (handlers return rows)."""
+    return Session(get_engine(), expire_on_commit=False)
+
+
+@dataclass(frozen=True)
+class InboundContext:
+    # Returns the Temporal client or raises: the listener stays up while Temporal is down.
+    temporal: Callable[[], Awaitable[Client]]
+    sessions: Callable[[], AbstractContextManager[Session]] = new_session
+    task_queue: str | None = None  # None: the settings' loop task queue
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A handled message: the text for MSA-3."""
+
+    text: str = ""

@@ -1,0 +1,129 @@
+"""One inbound frame -> log, deduplicate, dispatch by message type, answer with an ACK.
+
+The order of steps is the contract (interfaces.md "AA is sent only after the
+message is durable"):
+1. read MSH (charset, delimiters); unreadable -> AR, logged, nothing else done;
+2. refuse unsupported type/event/version/processing ID -> AR;
+3. claim (sender, MSH-10) in the log; a finished resend replays the stored ACK;
+4. parse with hl7apy and run the handler, which commits rows / starts or signals
+   the loop before returning; content errors -> AE with ERR, "not now" -> AR;
+5. store the ACK and timing, then answer.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from integrations.hl7 import log as msglog
+from integrations.hl7.ack import FALLBACK_HEADER, accept_ack_wanted, build_ack, encode, response_code
+from integrations.hl7.context import InboundContext, Outcome
+from integrations.hl7.mllp import Frame, Oversized, Peer
+from integrations.hl7.orders import handle_order
+from integrations.hl7.parse import (
+    ErrorCode,
+    HL7Reject,
+    Issue,
+    MessageHeader,
+    ParsedMessage,
+    check_header,
+    decode,
+    parse,
+    read_header,
+)
+
+Handler = Callable[[ParsedMessage, InboundContext, dict[str, Any]], Awaitable[Outcome]]
+
+HANDLERS: dict[str, Handler] = {
+    "ORM^O01": handle_order,
+    "OMI^O23": handle_order,
+}
+
+
+def supported_types() -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for key in HANDLERS:
+        kind, event = key.split("^")
+        out.setdefault(kind, set()).add(event)
+    return out
+
+
+log = logging.getLogger("radloop.hl7.inbound")
+
+
+class InboundProcessor:
+    """The MLLP server's frame handler: bytes in, ACK bytes out (None: MSH-15 says no ACK)."""
+
+    def __init__(self, ctx: InboundContext) -> None:
+        self.ctx = ctx
+
+    async def __call__(self, got: Frame, peer: Peer) -> bytes | None:
+        started = time.perf_counter()
+        if isinstance(got, Oversized):
+            return await self._refuse_unclaimed(
+                got.head, got.size, peer, started,
+                HL7Reject("AR", [Issue(ErrorCode.internal_error,
+                                       f"message of {got.size} bytes exceeds the frame limit")]))
+        raw = got
+        try:
+            header = read_header(raw)
+        except HL7Reject as err:
+            return await self._refuse_unclaimed(raw, len(raw), peer, started, err)
+        try:
+            check_header(header, supported_types())
+        except HL7Reject as err:
+            return await self._refuse_unclaimed(raw, len(raw), peer, started, err, header)
+
+        claim = await asyncio.to_thread(msglog.claim, self.ctx.sessions, header, raw, str(peer))
+        if claim.replay_ack is not None:
+            log.info("resend of %s from %s: replaying the stored ACK", header.control_id, header.sender)
+            return claim.replay_ack
+
+        summary: dict[str, Any] = {"message_type": header.type_event}
+        code, issues, text, transient = "AA", [], "", False
+        try:
+            parsed = parse(decode(raw, header), header)
+            outcome = await HANDLERS[header.type_event](parsed, self.ctx, summary)
+            text = outcome.text
+        except HL7Reject as err:
+            code, issues, transient = err.ack, err.issues, err.transient
+        except Exception as err:  # noqa: BLE001 - a bug or outage must answer, not hang the sender
+            log.exception("processing %s %s failed", header.type_event, header.control_id)
+            code, transient = "AR", True
+            issues = [Issue(ErrorCode.internal_error, f"internal error: {type(err).__name__}: {err}")]
+        ack = encode(build_ack(header, code, issues, text), header)  # type: ignore[arg-type]
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        status = {"AA": "processed", "AE": "error", "AR": "rejected"}[code]
+        try:
+            await asyncio.to_thread(
+                msglog.finish, self.ctx.sessions, claim.row_id, status=status, ack=ack,
+                ack_code=response_code(code, header), summary=summary,  # type: ignore[arg-type]
+                error="; ".join(i.text for i in issues) or None, processing_ms=elapsed_ms,
+                transient=transient,
+                application_ack_code=code if header.application_ack_type else None,
+            )
+        except Exception:  # noqa: BLE001 - the effect is durable; a resend replays or re-processes safely
+            log.exception("could not store the ACK of %s", header.control_id)
+        return ack if accept_ack_wanted(code, header) else None  # type: ignore[arg-type]
+
+    async def _refuse_unclaimed(self, raw: bytes, size: int, peer: Peer, started: float, err: HL7Reject,
+                                header: MessageHeader | None = None) -> bytes | None:
+        """AR/AE for a message refused before it was claimed: logged, nothing else written."""
+        if header is None and err.header is not None:
+            header = err.header
+        elif header is None and raw.lstrip().startswith(b"MSH"):
+            try:
+                header = read_header(raw)
+            except HL7Reject as again:
+                header = again.header
+        h = header or FALLBACK_HEADER
+        ack = encode(build_ack(h, err.ack, err.issues), h)
+        try:
+            await asyncio.to_thread(msglog.record_unreadable, self.ctx.sessions, raw[:65536], size, str(peer),
+                                    header, str(err), ack, response_code(err.ack, h))
+        except Exception:  # noqa: BLE001 - answering matters more than logging junk
+            log.exception("could not log a refused message")
+        log.info("refused a message from %s in %.1f ms: %s", peer, (time.perf_counter() - started) * 1000, err)
+        return ack if accept_ack_wanted(err.ack, h) else None

@@ -1,0 +1,61 @@
+"""`python -m integrations.hl7.listener`: the HL7 v2 MLLP listener (the launcher starts it).
+
+It comes up even while Temporal is down (the HIS then gets AR "not now" and
+resends), connecting on first need and again after a failure, so /health shows
+the listener as up and Temporal as the failing part.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from temporalio.client import Client
+
+from core.config import get_settings
+from core.temporal import connect
+from integrations.hl7.context import InboundContext
+from integrations.hl7.inbound import InboundProcessor
+from integrations.hl7.mllp import MLLPServer
+
+log = logging.getLogger("radloop.hl7.listener")
+CONNECT_TIMEOUT_SECONDS = 3.0
+
+
+class TemporalOnDemand:
+    """One client, connected on first need; a failed attempt is retried on the next message."""
+
+    def __init__(self) -> None:
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> Client:
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    self._client = await asyncio.wait_for(connect(), CONNECT_TIMEOUT_SECONDS)
+        return self._client
+
+
+def bind_host() -> str:
+    """Loopback in development; all interfaces in production, where the HIS is another machine."""
+    return "0.0.0.0" if get_settings().is_production else "127.0.0.1"
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s hl7 %(levelname)s %(message)s")
+    settings = get_settings()
+    server = MLLPServer(InboundProcessor(InboundContext(temporal=TemporalOnDemand())))
+    port = await server.start(bind_host(), settings.hl7_port)
+    log.info("HL7 MLLP listener on %s:%d", bind_host(), port)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info("stopping")
+    await server.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,260 @@
+"""ORM^O01 and OMI^O23 -> the same OrderIn REST takes -> the same intake service.
+
+An HL7 order starts its loop exactly as a REST order does (services.order_intake:
+record the rows, then ensure the loop runs), so the same placer order can never
+start two loops whichever edge it came through, and the AA is sent only once the
+rows are committed and the workflow exists.
+
+Field mapping (ORC/OBR are read the same way for both message types):
+- ORC-1 order control: NW new, CA cancel; XO (change) is refused with AR until the
+  loop has a change-order update; anything else is AE (table value not found);
+- ORC-2.1 (else OBR-2.1) placer order number; ORC-2.2 namespace, else MSH-3, is
+  the placing system (REST's `placer_system`); ORC-3.1 filler number = accession;
+- OBR-4.1/.2 procedure code/name; modality OBR-24, or IPC-5 for OMI; body part
+  OBR-15.4 (body site), laterality OBR-15.5 (site modifier);
+- priority TQ1-9 (v2.5) else ORC-7.6 else OBR-27.6: S -> stat, A/P/T/C -> urgent,
+  R/empty -> routine;
+- ordering clinician ORC-12 (else OBR-16) id^family^given; department ORC-17
+  (text, else code), else PV1-3.1, else PV1-10;
+- clinical history OBR-13, diagnosis DG1-3 (text, else code) or DG1-4, purpose
+  OBR-31 (text, else code); OBR-12 danger code -> infectious (MDRO -> mdro).
+A cancel is the loop's cancel saga through services.loop_commands, performed as
+role `clinician` with user id `his:<MSH-3>`: the loop's cancel validator admits
+registrars, nurses and the ordering side (clinician), and the HIS cancels on the
+ordering clinician's behalf.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pydantic import ValidationError
+from sqlmodel import select
+from temporalio.client import Client
+
+from domain.enums import Role
+from domain.loop import Actor, CancelRequest
+from domain.orders import OrderIn
+from domain.tables import ExamOrder, Patient, PatientIdentifier, Room
+from integrations.hl7.context import InboundContext, Outcome
+from integrations.hl7.parse import ErrorCode, HL7Reject, Issue, Location, ParsedMessage, reject
+from integrations.hl7.patient import PatientFacts, join_name, patient_facts
+from services import loop_commands
+from services.errors import Conflict, LoopError, NotFound
+from services.order_intake import ensure_loop_started, find_by_placer, record_order
+
+PRIORITY = {"S": "stat", "A": "urgent", "P": "urgent", "T": "urgent", "C": "urgent", "R": "routine", "": "routine"}
+
+# OrderIn field path -> where it came from, so a validation error points at the HL7 field.
+FIELD_LOCATIONS: dict[tuple[str, ...], Location] = {
+    ("placer_order_number",): Location("ORC", 2, 1),
+    ("placer_system",): Location("ORC", 2, 2),
+    ("patient", "identifiers"): Location("PID", 3),
+    ("patient", "name"): Location("PID", 5),
+    ("patient", "sex"): Location("PID", 8),
+    ("patient", "birth_date"): Location("PID", 7),
+    ("procedure", "code"): Location("OBR", 4, 1),
+    ("procedure", "name"): Location("OBR", 4, 2),
+    ("procedure", "modality"): Location("OBR", 24),
+    ("procedure", "body_part"): Location("OBR", 15, 4),
+    ("procedure", "laterality"): Location("OBR", 15, 5),
+    ("ordering", "clinician_id"): Location("ORC", 12, 1),
+    ("ordering", "clinician_name"): Location("ORC", 12, 2),
+    ("ordering", "department"): Location("ORC", 17),
+    ("clinical", "history"): Location("OBR", 13),
+    ("clinical", "diagnosis"): Location("DG1", 3),
+    ("clinical", "purpose"): Location("OBR", 31),
+}
+
+
+def _location(loc: tuple[Any, ...]) -> Location | None:
+    path = tuple(str(p) for p in loc if not isinstance(p, int))
+    while path:
+        if path in FIELD_LOCATIONS:
+            return FIELD_LOCATIONS[path]
+        path = path[:-1]
+    return None
+
+
+def validation_reject(err: ValidationError, modality_from_ipc: bool) -> HL7Reject:
+    issues = []
+    for e in err.errors():
+        location = _location(e["loc"])
+        if modality_from_ipc and location == FIELD_LOCATIONS[("procedure", "modality")]:
+            location = Location("IPC", 5)
+        missing = e["type"] in ("missing", "string_too_short", "too_short")
+        code = ErrorCode.required_field_missing if missing else ErrorCode.data_type_error
+        text = e["msg"] if location else f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+        issues.append(Issue(code, text, location))
+    return HL7Reject("AE", issues)
+
+
+def _first(*values: str) -> str:
+    return next((v for v in values if v), "")
+
+
+def order_fields(msg: ParsedMessage, facts: PatientFacts) -> tuple[dict[str, Any], bool]:
+    """The OrderIn body read from ORC/OBR/IPC/PV1/DG1 (validated by the caller)."""
+    orc, obr = msg.first("ORC"), msg.first("OBR")
+    ipc, pv1, dg1, tq1 = msg.first("IPC"), msg.first("PV1"), msg.first("DG1"), msg.first("TQ1")
+    ipc_modality = msg.get(ipc, 5)
+    clinician = orc if msg.get(orc, 12) else obr
+    clinician_field = 12 if clinician is orc else 16
+    clinician_name = join_name(msg.get(clinician, clinician_field, 2), msg.get(clinician, clinician_field, 3))
+    danger = _first(msg.get(obr, 12, 1), msg.get(obr, 12, 2)).upper()
+    priority_code = _first(msg.get(tq1, 9), msg.get(orc, 7, 6), msg.get(obr, 27, 6)).upper()[:1]
+    body = {
+        "placer_order_number": _first(msg.get(orc, 2), msg.get(obr, 2)),
+        "placer_system": _first(msg.get(orc, 2, 2), msg.get(obr, 2, 2), msg.header.sending_application, "HIS"),
+        "patient": {
+            "identifiers": [i.model_dump() for i in facts.identifiers],
+            "name": facts.name, "sex": facts.sex or None, "birth_date": facts.birth_date,
+        },
+        "procedure": {
+            "code": msg.get(obr, 4, 1), "name": _first(msg.get(obr, 4, 2), msg.get(obr, 4, 1)),
+            "modality": _first(ipc_modality, msg.get(obr, 24)).upper(),
+            "body_part": msg.get(obr, 15, 4), "laterality": msg.get(obr, 15, 5).upper() or None,
+        },
+        "priority": PRIORITY.get(priority_code, "routine"),
+        "ordering": {
+            "clinician_id": msg.get(clinician, clinician_field, 1),
+            "clinician_name": _first(clinician_name, msg.get(clinician, clinician_field, 1)),
+            "department": _first(msg.get(orc, 17, 2), msg.get(orc, 17, 1), msg.get(pv1, 3, 1), msg.get(pv1, 10)),
+        },
+        "clinical": {
+            "history": msg.get(obr, 13),
+            "diagnosis": _first(msg.get(dg1, 3, 2), msg.get(dg1, 3, 1), msg.get(dg1, 4)),
+            "purpose": _first(msg.get(obr, 31, 2), msg.get(obr, 31, 1)),
+        },
+        "special": {"mdro": "MDRO" in danger, "infectious": bool(danger) and "MDRO" not in danger},
+    }
+    return body, bool(ipc_modality)
+
+
+def _known_patient(sessions, facts: PatientFacts) -> Patient | None:
+    with sessions() as s:
+        for ident in facts.identifiers:
+            row = s.exec(select(PatientIdentifier).where(
+                PatientIdentifier.system == ident.system, PatientIdentifier.value == ident.value)).first()
+            if row is not None:
+                return s.get(Patient, row.patient_id)
+    return None
+
+
+def _center_modalities(sessions) -> set[str]:
+    with sessions() as s:
+        return {m for room in s.exec(select(Room)).all() for m in room.modalities.split()}
+
+
+async def _temporal(ctx: InboundContext) -> Client:
+    try:
+        return await ctx.temporal()
+    except Exception as err:  # noqa: BLE001 - any failure to reach Temporal means "not now"
+        raise reject("AR", ErrorCode.internal_error, f"the loop engine is not reachable now: {err}",
+                     transient=True) from err
+
+
+async def new_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, Any]) -> Outcome:
+    facts = patient_facts(msg, msg.first("PID"))
+    if not facts.identifiers:
+        raise reject("AE", ErrorCode.required_field_missing, "PID-3 patient identifier is required",
+                     Location("PID", 3))
+    summary["patient_identifier"] = facts.identifiers[0].value
+    if not facts.complete:
+        known = await asyncio.to_thread(_known_patient, ctx.sessions, facts)
+        if known is None:
+            raise reject("AE", ErrorCode.unknown_key,
+                         f"unknown patient {facts.identifiers[0].system}:{facts.identifiers[0].value}: "
+                         "not registered, and PID-5/7/8 are incomplete", Location("PID", 3))
+        facts = facts.model_copy(update={"name": facts.name or known.name, "sex": facts.sex or known.sex,
+                                         "birth_date": facts.birth_date or known.birth_date})
+    body, from_ipc = order_fields(msg, facts)
+    summary["placer_order_number"] = body["placer_order_number"]
+    try:
+        order = OrderIn.model_validate(body)
+    except ValidationError as err:
+        raise validation_reject(err, from_ipc) from None
+    if order.procedure.modality not in await asyncio.to_thread(_center_modalities, ctx.sessions):
+        raise reject("AE", ErrorCode.table_value_not_found,
+                     f"no room in this center performs modality {order.procedure.modality!r}",
+                     Location("IPC", 5) if from_ipc else Location("OBR", 24))
+    client = await _temporal(ctx)  # before writing, so "not now" leaves nothing half-created
+    result = await asyncio.to_thread(record_order, ctx.sessions, order)
+    summary.update(accession_number=result.order.accession_number, patient_id=result.order.patient_id)
+    try:
+        workflow_id = await ensure_loop_started(client, result.order, task_queue=ctx.task_queue)
+    except Exception as err:  # noqa: BLE001 - the resend heals it (USE_EXISTING); say "not now"
+        raise reject("AR", ErrorCode.internal_error, f"the loop could not be started now: {err}",
+                     transient=True) from err
+    summary["workflow_id"] = workflow_id
+    if msg.all("IPC"):
+        summary["scheduled_steps"] = [msg.get(s, 4) for s in msg.all("IPC")]
+    verb = "created" if result.created else "already known"
+    return Outcome(text=f"order {verb}: accession {result.order.accession_number}")
+
+
+def _find_order(sessions, placer_system: str, placer_number: str, filler: str) -> ExamOrder | None:
+    with sessions() as s:
+        row = find_by_placer(s, placer_system, placer_number) if placer_number else None
+        if row is None and filler:
+            row = s.get(ExamOrder, filler)
+        return row
+
+
+async def cancel_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, Any]) -> Outcome:
+    orc, obr = msg.first("ORC"), msg.first("OBR")
+    placer_number = _first(msg.get(orc, 2), msg.get(obr, 2))
+    placer_system = _first(msg.get(orc, 2, 2), msg.get(obr, 2, 2), msg.header.sending_application, "HIS")
+    filler = _first(msg.get(orc, 3), msg.get(obr, 3))
+    summary["placer_order_number"] = placer_number
+    if not placer_number and not filler:
+        raise reject("AE", ErrorCode.required_field_missing, "ORC-2 placer or ORC-3 filler order number is required",
+                     Location("ORC", 2))
+    row = await asyncio.to_thread(_find_order, ctx.sessions, placer_system, placer_number, filler)
+    if row is None:
+        raise reject("AE", ErrorCode.unknown_key,
+                     f"no order {placer_system}:{placer_number or '-'} / accession {filler or '-'}", Location("ORC", 2))
+    summary.update(accession_number=row.accession_number, patient_id=row.patient_id)
+    if row.status == "cancelled":
+        return Outcome(text=f"order {row.accession_number} already cancelled")
+    client = await _temporal(ctx)
+    sender = msg.header.sending_application or "HIS"
+    reason = _first(msg.get(orc, 16, 2), msg.get(orc, 16, 1), f"cancelled by {sender} (ORC-1 CA)")
+    request = CancelRequest(actor=Actor(user_id=f"his:{sender}", role=Role.clinician, name=sender), reason=reason)
+    try:
+        ack = await loop_commands.cancel(client, row.accession_number, request)
+    except Conflict as err:
+        if "already being cancelled" in err.reason:
+            return Outcome(text=f"order {row.accession_number} is already being cancelled")
+        raise reject("AE", ErrorCode.record_locked, err.reason, Location("ORC", 1)) from None
+    except NotFound as err:
+        raise reject("AE", ErrorCode.unknown_key, err.reason, Location("ORC", 3)) from None
+    except LoopError as err:
+        raise reject("AE", ErrorCode.record_locked, err.reason, Location("ORC", 1)) from None
+    except Exception as err:  # noqa: BLE001 - Temporal unreachable mid-call: the resend retries
+        raise reject("AR", ErrorCode.internal_error, f"the cancel could not be delivered now: {err}",
+                     transient=True) from err
+    return Outcome(text=f"cancel accepted for {row.accession_number} at step {ack.step.value}")
+
+
+async def handle_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, Any]) -> Outcome:
+    """ORM^O01 / OMI^O23: dispatch on ORC-1."""
+    orc = msg.first("ORC")
+    if orc is None:
+        raise reject("AE", ErrorCode.segment_sequence, "ORC segment is required", Location("ORC"))
+    control = msg.get(orc, 1).upper()
+    summary["order_control"] = control
+    if control == "NW":
+        if msg.first("OBR") is None:
+            raise reject("AE", ErrorCode.segment_sequence, "OBR segment is required for a new order", Location("OBR"))
+        return await new_order(msg, ctx, summary)
+    if control == "CA":
+        return await cancel_order(msg, ctx, summary)
+    if control == "XO":
+        raise reject("AR", ErrorCode.unsupported_event,
+                     "order change (ORC-1 XO) is not supported yet: cancel (CA) and send a new order (NW)",
+                     Location("ORC", 1))
+    if not control:
+        raise reject("AE", ErrorCode.required_field_missing, "ORC-1 order control is required", Location("ORC", 1))
+    raise reject("AE", ErrorCode.table_value_not_found, f"ORC-1 order control {control!r} is not NW/CA/XO",
+                 Location("ORC", 1))

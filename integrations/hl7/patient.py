@@ -1,0 +1,88 @@
+"""PID -> the patient facts RadLoop keeps, shared by ADT and order messages.
+
+Mapping (documented here because every HIS fills PID a little differently):
+- PID-3 (each repetition) -> identifier; its domain (`system`) is the assigning
+  authority CX.4, else the identifier type CX.5, else `MRN` (what a bare HIS
+  number is, and what REST callers send);
+- PID-5 first repetition -> name: family + given, joined without a space when
+  either is written in Chinese characters (张 + 三 = 张三), with one otherwise;
+  further repetitions (often pinyin) are kept as alternate names for matching;
+- PID-7 -> birth date (first 8 digits), PID-8 -> sex (A -> O, N -> U),
+  PID-13 first repetition -> phone (XTN.12, else XTN.1 digits, else XTN.7).
+"""
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from hl7apy.core import Segment
+from pydantic import BaseModel, Field
+
+from domain.orders import PatientIdentifier
+from integrations.hl7.parse import ErrorCode, Location, ParsedMessage, reject
+
+CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
+SEX_CODES = {"M": "M", "F": "F", "O": "O", "U": "U", "A": "O", "N": "U"}
+
+
+class PatientFacts(BaseModel):
+    identifiers: list[PatientIdentifier] = Field(default_factory=list)
+    name: str = ""
+    alternate_names: list[str] = Field(default_factory=list)
+    sex: str = ""
+    birth_date: date | None = None
+    phone: str = ""
+
+    @property
+    def complete(self) -> bool:
+        """Enough to register a person we have never seen."""
+        return bool(self.name and self.sex and self.birth_date)
+
+
+def join_name(family: str, given: str) -> str:
+    if CJK.search(family + given):
+        return f"{family}{given}".replace(" ", "")
+    return " ".join(p for p in (family, given) if p)
+
+
+def hl7_date(value: str, location: Location) -> date | None:
+    digits = value.strip()[:8]
+    if not digits:
+        return None
+    if not re.fullmatch(r"\d{8}", digits):
+        raise reject("AE", ErrorCode.data_type_error, f"{location} {value!r} is not a date (YYYYMMDD)", location)
+    try:
+        return date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
+    except ValueError:
+        raise reject("AE", ErrorCode.data_type_error, f"{location} {value!r} is not a valid date", location) from None
+
+
+def patient_facts(msg: ParsedMessage, pid: Segment | None) -> PatientFacts:
+    """Read one PID; raises HL7Reject(AE) for values that cannot be read."""
+    if pid is None:
+        raise reject("AE", ErrorCode.segment_sequence, "PID segment is required", Location("PID"))
+    identifiers: list[PatientIdentifier] = []
+    for er7 in msg.reps(pid, 3):
+        value = msg.split(er7, 1)
+        if not value:
+            continue
+        system = msg.split(er7, 4) or msg.split(er7, 5) or "MRN"
+        if len(value) > 128 or len(system) > 64:
+            raise reject("AE", ErrorCode.data_type_error, "PID-3 identifier too long", Location("PID", 3))
+        identifiers.append(PatientIdentifier(system=system, value=value))
+    names = [join_name(msg.split(er7, 1), msg.split(er7, 2)) for er7 in msg.reps(pid, 5)]
+    names = [n for n in names if n]
+    sex_raw = msg.get(pid, 8).upper()
+    if sex_raw and sex_raw not in SEX_CODES:
+        raise reject("AE", ErrorCode.table_value_not_found, f"PID-8 sex {sex_raw!r} is not M/F/O/U/A/N",
+                     Location("PID", 8))
+    phone_er7 = (msg.reps(pid, 13) or [""])[0]
+    phone = msg.split(phone_er7, 12) or msg.split(phone_er7, 1) or msg.split(phone_er7, 7)
+    return PatientFacts(
+        identifiers=identifiers,
+        name=names[0] if names else "",
+        alternate_names=names[1:],
+        sex=SEX_CODES.get(sex_raw, ""),
+        birth_date=hl7_date(msg.get(pid, 7), Location("PID", 7)),
+        phone=re.sub(r"[^\d+]", "", phone),
+    )

@@ -1,0 +1,76 @@
+"""HL7 fixtures: the real inbound processor behind a real MLLP server on a free port."""
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import pytest
+from sqlmodel import Session, func, select
+from temporalio.client import Client
+
+from core.db import get_engine
+from core.temporal import connect
+from domain.hl7_tables import HL7Message
+from domain.tables import ExamOrder, Patient
+from integrations.hl7.context import InboundContext
+from integrations.hl7.inbound import InboundProcessor
+from integrations.hl7.mllp import MLLPClient, MLLPServer
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def temporal_nowhere() -> Callable[[], Awaitable[Client]]:
+    """A Temporal getter aimed at a port nothing listens on: the real "Temporal is down"."""
+    port = free_port()
+
+    async def get() -> Client:
+        return await asyncio.wait_for(connect(address=f"127.0.0.1:{port}"), 2)
+
+    return get
+
+
+@dataclass
+class Listener:
+    server: MLLPServer
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def send(self, payload: bytes, timeout: float = 20) -> bytes:
+        async with MLLPClient("127.0.0.1", self.port, timeout=timeout) as client:
+            return await client.send(payload)
+
+
+async def start_listener(ctx: InboundContext, **kw) -> Listener:
+    server = MLLPServer(InboundProcessor(ctx), **kw)
+    await server.start("127.0.0.1", 0)
+    return Listener(server)
+
+
+@pytest.fixture
+async def offline_listener(sqlite_database: str) -> AsyncIterator[Listener]:
+    """The listener with a database but no Temporal: everything up to the loop start is real."""
+    listener = await start_listener(InboundContext(temporal=temporal_nowhere()), max_frame_bytes=1024 * 1024)
+    yield listener
+    await listener.server.close()
+
+
+def counts() -> dict[str, int]:
+    with Session(get_engine()) as s:
+        return {
+            "orders": s.exec(select(func.count()).select_from(ExamOrder)).one(),
+            "patients": s.exec(select(func.count()).select_from(Patient)).one(),
+            "messages": s.exec(select(func.count()).select_from(HL7Message)).one(),
+        }
+
+
+def messages() -> list[HL7Message]:
+    with Session(get_engine()) as s:
+        return list(s.exec(select(HL7Message).order_by(HL7Message.received_at)).all())
