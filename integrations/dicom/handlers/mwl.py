@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 from core.db import session_scope
 from integrations.dicom import worklist
 from integrations.dicom.matching import da, tm, utc_aware
-from integrations.dicom.responses import project, response_charset, with_charset
+from integrations.dicom.responses import Values, project, put, response_charset, to_dataset, with_charset
 
 CODING_SCHEME = "99RADLOOP"
 ISSUER = "RADLOOP"
@@ -49,62 +49,67 @@ def parse_query(query: Dataset) -> worklist.WorklistQuery:
     )
 
 
-def _code(value: str, meaning: str) -> Dataset:
-    item = Dataset()
-    item.CodeValue = value[:16]
-    item.CodingSchemeDesignator = CODING_SCHEME
-    item.CodeMeaning = meaning[:64]
+def _code(value: str, meaning: str) -> Values:
+    item: Values = {}
+    put(item, "CodeValue", value[:16])
+    put(item, "CodingSchemeDesignator", CODING_SCHEME)
+    put(item, "CodeMeaning", meaning[:64])
     return item
 
 
-def item_dataset(item: worklist.WorklistItem, zone: ZoneInfo) -> Dataset:
+def item_values(item: worklist.WorklistItem, zone: ZoneInfo) -> Values:
     """Every return key RadLoop knows for one scheduled step."""
     e, o, p = item.entry, item.order, item.patient
     start = utc_aware(e.scheduled_start)
-    ds = Dataset()
-    ds.PatientName = p.name
-    ds.PatientID = p.id
-    ds.IssuerOfPatientID = ISSUER
-    ds.PatientBirthDate = p.birth_date.strftime("%Y%m%d")
-    ds.PatientSex = p.sex
-    others = []
+    v: Values = {}
+    put(v, "PatientName", p.name)
+    put(v, "PatientID", p.id)
+    put(v, "IssuerOfPatientID", ISSUER)
+    put(v, "PatientBirthDate", p.birth_date.strftime("%Y%m%d"))
+    put(v, "PatientSex", p.sex)
+    others: list[Values] = []
     for ident in item.identifiers:
-        other = Dataset()
-        other.PatientID = ident.value
-        other.IssuerOfPatientID = ident.system
+        other: Values = {}
+        put(other, "PatientID", ident.value)
+        put(other, "IssuerOfPatientID", ident.system)
         others.append(other)
-    ds.OtherPatientIDsSequence = others
+    put(v, "OtherPatientIDsSequence", others)
     alerts = [a for a, on in (("MDRO", o.special_mdro), ("Infectious", o.special_infectious)) if on]
-    ds.MedicalAlerts = "\\".join(alerts) if alerts else None
-    ds.AccessionNumber = o.accession_number
-    ds.ReferringPhysicianName = o.ordering_clinician_name
-    ds.RequestingPhysician = o.ordering_clinician_name
-    ds.RequestingService = o.ordering_department
-    ds.StudyInstanceUID = e.study_instance_uid
-    ds.RequestedProcedureID = o.accession_number
-    ds.RequestedProcedureDescription = o.procedure_name
-    ds.RequestedProcedureCodeSequence = [_code(o.procedure_code, o.procedure_name)]
-    ds.RequestedProcedurePriority = PRIORITY.get(o.priority, "ROUTINE")
-    ds.ReasonForTheRequestedProcedure = o.clinical_purpose
-    ds.ReferencedStudySequence = []
-    ds.ReferencedPatientSequence = []
-    ds.AdmissionID = None
-    ds.CurrentPatientLocation = None
-    sps = Dataset()
-    sps.Modality = e.modality
-    sps.ScheduledStationAETitle = e.station_ae_title
-    sps.ScheduledStationName = item.room_name[:16]
-    sps.ScheduledProcedureStepLocation = e.room_id
-    sps.ScheduledProcedureStepStartDate = da(start, zone)
-    sps.ScheduledProcedureStepStartTime = tm(start, zone)
-    sps.ScheduledPerformingPhysicianName = None
-    sps.ScheduledProcedureStepDescription = o.procedure_name
-    sps.ScheduledProtocolCodeSequence = [_code(o.procedure_code, o.procedure_name)]
-    sps.ScheduledProcedureStepID = e.id
-    sps.ScheduledProcedureStepStatus = SPS_STATUS.get(e.status, "SCHEDULED")
-    sps.BodyPartExamined = o.body_part
-    ds.ScheduledProcedureStepSequence = [sps]
-    return ds
+    put(v, "MedicalAlerts", alerts or None)
+    put(v, "AccessionNumber", o.accession_number)
+    put(v, "ReferringPhysicianName", o.ordering_clinician_name)
+    put(v, "RequestingPhysician", o.ordering_clinician_name)
+    put(v, "RequestingService", o.ordering_department)
+    put(v, "StudyInstanceUID", e.study_instance_uid)
+    put(v, "RequestedProcedureID", o.accession_number)
+    put(v, "RequestedProcedureDescription", o.procedure_name)
+    put(v, "RequestedProcedureCodeSequence", [_code(o.procedure_code, o.procedure_name)])
+    put(v, "RequestedProcedurePriority", PRIORITY.get(o.priority, "ROUTINE"))
+    put(v, "ReasonForTheRequestedProcedure", o.clinical_purpose)
+    put(v, "ReferencedStudySequence", [])
+    put(v, "ReferencedPatientSequence", [])
+    put(v, "AdmissionID", None)
+    put(v, "CurrentPatientLocation", None)
+    sps: Values = {}
+    put(sps, "Modality", e.modality)
+    put(sps, "ScheduledStationAETitle", e.station_ae_title)
+    put(sps, "ScheduledStationName", item.room_name[:16])
+    put(sps, "ScheduledProcedureStepLocation", e.room_id)
+    put(sps, "ScheduledProcedureStepStartDate", da(start, zone))
+    put(sps, "ScheduledProcedureStepStartTime", tm(start, zone))
+    put(sps, "ScheduledPerformingPhysicianName", None)
+    put(sps, "ScheduledProcedureStepDescription", o.procedure_name)
+    put(sps, "ScheduledProtocolCodeSequence", [_code(o.procedure_code, o.procedure_name)])
+    put(sps, "ScheduledProcedureStepID", e.id)
+    put(sps, "ScheduledProcedureStepStatus", SPS_STATUS.get(e.status, "SCHEDULED"))
+    put(sps, "BodyPartExamined", o.body_part)
+    put(v, "ScheduledProcedureStepSequence", [sps])
+    return v
+
+
+def item_dataset(item: worklist.WorklistItem, zone: ZoneInfo) -> Dataset:
+    """The whole item as a dataset (for export, e.g. the benchmark's wlmscpfs files)."""
+    return to_dataset(item_values(item, zone))
 
 
 def matches(query: Dataset, tz: str) -> Iterator[Dataset]:
@@ -115,4 +120,4 @@ def matches(query: Dataset, tz: str) -> Iterator[Dataset]:
     with session_scope() as s:
         items = worklist.search(s, q, tz)
     for item in items:
-        yield with_charset(project(item_dataset(item, zone), query), charset)
+        yield with_charset(project(item_values(item, zone), query), charset)
