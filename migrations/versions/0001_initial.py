@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 19:05:10.570226
+Create Date: 2026-11-27 19:10:44.729543
 """
 from typing import Sequence, Union
 
@@ -96,6 +96,50 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('exam_record', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_exam_record_accession_number'), ['accession_number'], unique=False)
+
+    op.create_table('hl7_message',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('direction', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('dedup_key', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('duplicate_of', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('control_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('message_type', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('version', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('sending_application', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('sending_facility', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('receiving_application', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('receiving_facility', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('charset', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('peer', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('raw', sa.LargeBinary(), nullable=False),
+    sa.Column('raw_size', sa.Integer(), nullable=False),
+    sa.Column('summary', sa.JSON(), nullable=False),
+    sa.Column('patient_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('patient_identifier', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('placer_order_number', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('ack_code', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('ack_raw', sa.LargeBinary(), nullable=True),
+    sa.Column('application_ack_code', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('received_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('acked_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('processing_ms', sa.Float(), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('dedup_key')
+    )
+    with op.batch_alter_table('hl7_message', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_hl7_message_accession_number'), ['accession_number'], unique=False)
+        batch_op.create_index(batch_op.f('ix_hl7_message_control_id'), ['control_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_hl7_message_direction'), ['direction'], unique=False)
+        batch_op.create_index(batch_op.f('ix_hl7_message_duplicate_of'), ['duplicate_of'], unique=False)
+        batch_op.create_index(batch_op.f('ix_hl7_message_message_type'), ['message_type'], unique=False)
+        batch_op.create_index(batch_op.f('ix_hl7_message_patient_id'), ['patient_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_hl7_message_patient_identifier'), ['patient_identifier'], unique=False)
+        batch_op.create_index(batch_op.f('ix_hl7_message_placer_order_number'), ['placer_order_number'], unique=False)
+        batch_op.create_index(batch_op.f('ix_hl7_message_received_at'), ['received_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_hl7_message_status'), ['status'], unique=False)
 
     op.create_table('human_task',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -519,6 +563,19 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_human_task_accession_number'))
 
     op.drop_table('human_task')
+    with op.batch_alter_table('hl7_message', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_hl7_message_status'))
+        batch_op.drop_index(batch_op.f('ix_hl7_message_received_at'))
+        batch_op.drop_index(batch_op.f('ix_hl7_message_placer_order_number'))
+        batch_op.drop_index(batch_op.f('ix_hl7_message_patient_identifier'))
+        batch_op.drop_index(batch_op.f('ix_hl7_message_patient_id'))
+        batch_op.drop_index(batch_op.f('ix_hl7_message_message_type'))
+        batch_op.drop_index(batch_op.f('ix_hl7_message_duplicate_of'))
+        batch_op.drop_index(batch_op.f('ix_hl7_message_direction'))
+        batch_op.drop_index(batch_op.f('ix_hl7_message_control_id'))
+        batch_op.drop_index(batch_op.f('ix_hl7_message_accession_number'))
+
+    op.drop_table('hl7_message')
     with op.batch_alter_table('exam_record', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_exam_record_accession_number'))
 
