@@ -7,6 +7,7 @@ from typing import Any
 
 from pynetdicom import evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    ModalityPerformedProcedureStep,
     ModalityWorklistInformationFind,
     Verification,
 )
@@ -14,6 +15,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from integrations.dicom.context import ListenerContext
 from integrations.dicom.handlers.echo import handle_echo
 from integrations.dicom.handlers.find import handle_find
+from integrations.dicom.handlers.mpps import handle_n_create, handle_n_set
 
 
 @dataclass(frozen=True)
@@ -36,4 +38,6 @@ FIND_CLASSES: tuple[str, ...] = (ModalityWorklistInformationFind,)
 SERVICES: list[Service] = [
     Service("verification", (Verification,), lambda ctx: [(evt.EVT_C_ECHO, handle_echo)]),
     Service("find", FIND_CLASSES, lambda ctx: [(evt.EVT_C_FIND, handle_find, [ctx])]),
+    Service("mpps", (ModalityPerformedProcedureStep,),
+            lambda ctx: [(evt.EVT_N_CREATE, handle_n_create, [ctx]), (evt.EVT_N_SET, handle_n_set, [ctx])]),
 ]

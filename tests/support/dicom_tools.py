@@ -71,3 +71,35 @@ async def running_listener(client: object | None = None) -> AsyncIterator[Runnin
         yield RunningListener(port, ctx)
     finally:
         await asyncio.to_thread(ae.shutdown)
+
+
+@dataclass
+class DimseAnswer:
+    status: int
+    error_comment: str = ""
+    error_id: int | None = None
+
+
+def _answer(status_ds: Dataset) -> DimseAnswer:
+    assert status_ds is not None and "Status" in status_ds, "no DIMSE response (association aborted?)"
+    return DimseAnswer(int(status_ds.Status), str(status_ds.get("ErrorComment", "") or ""),
+                       int(status_ds.ErrorID) if "ErrorID" in status_ds else None)
+
+
+def mpps_send(port: int, calling_ae: str, op: str, uid: str, ds: Dataset) -> DimseAnswer:
+    """One association, one N-CREATE (`op="create"`) or N-SET (`op="set"`), as a modality sends it."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
+
+    ae = AE(ae_title=calling_ae)
+    ae.add_requested_context(ModalityPerformedProcedureStep)
+    assoc = ae.associate("127.0.0.1", port, ae_title="RADLOOP")
+    assert assoc.is_established
+    try:
+        if op == "create":
+            status, _ = assoc.send_n_create(ds, ModalityPerformedProcedureStep, uid)
+        else:
+            status, _ = assoc.send_n_set(ds, ModalityPerformedProcedureStep, uid)
+        return _answer(status)
+    finally:
+        assoc.release()
