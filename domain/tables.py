@@ -23,6 +23,10 @@ class Patient(SQLModel, table=True):
     sex: str
     birth_date: date
     created_at: datetime = Field(default_factory=utcnow)
+    # EMPI (HL7 issue): matching facts and demographic updates (ADT A08).
+    phone: str | None = None
+    name_key: str | None = Field(default=None, index=True, description="Toneless pinyin, family first (domain.empi)")
+    updated_at: datetime | None = None
 
 
 class PatientIdentifier(SQLModel, table=True):

@@ -19,6 +19,7 @@ from typing import Any
 
 from integrations.hl7 import log as msglog
 from integrations.hl7.ack import FALLBACK_HEADER, accept_ack_wanted, build_ack, encode, response_code
+from integrations.hl7.adt import handle_adt
 from integrations.hl7.context import InboundContext, Outcome
 from integrations.hl7.mllp import Frame, Oversized, Peer
 from integrations.hl7.orders import handle_order
@@ -37,6 +38,9 @@ from integrations.hl7.parse import (
 Handler = Callable[[ParsedMessage, InboundContext, dict[str, Any]], Awaitable[Outcome]]
 
 HANDLERS: dict[str, Handler] = {
+    "ADT^A01": handle_adt,
+    "ADT^A04": handle_adt,
+    "ADT^A08": handle_adt,
     "ORM^O01": handle_order,
     "OMI^O23": handle_order,
 }

@@ -38,7 +38,8 @@ from domain.orders import OrderIn
 from domain.tables import ExamOrder, Patient, PatientIdentifier, Room
 from integrations.hl7.context import InboundContext, Outcome
 from integrations.hl7.parse import ErrorCode, HL7Reject, Issue, Location, ParsedMessage, reject
-from integrations.hl7.patient import PatientFacts, join_name, patient_facts
+from domain.empi import PersonFacts
+from integrations.hl7.patient import join_name, patient_facts
 from services import loop_commands
 from services.errors import Conflict, LoopError, NotFound
 from services.order_intake import ensure_loop_started, find_by_placer, record_order
@@ -93,7 +94,7 @@ def _first(*values: str) -> str:
     return next((v for v in values if v), "")
 
 
-def order_fields(msg: ParsedMessage, facts: PatientFacts) -> tuple[dict[str, Any], bool]:
+def order_fields(msg: ParsedMessage, facts: PersonFacts) -> tuple[dict[str, Any], bool]:
     """The OrderIn body read from ORC/OBR/IPC/PV1/DG1 (validated by the caller)."""
     orc, obr = msg.first("ORC"), msg.first("OBR")
     ipc, pv1, dg1, tq1 = msg.first("IPC"), msg.first("PV1"), msg.first("DG1"), msg.first("TQ1")
@@ -131,7 +132,7 @@ def order_fields(msg: ParsedMessage, facts: PatientFacts) -> tuple[dict[str, Any
     return body, bool(ipc_modality)
 
 
-def _known_patient(sessions, facts: PatientFacts) -> Patient | None:
+def _known_patient(sessions, facts: PersonFacts) -> Patient | None:
     with sessions() as s:
         for ident in facts.identifiers:
             row = s.exec(select(PatientIdentifier).where(

@@ -1,9 +1,10 @@
 """PID -> the patient facts RadLoop keeps, shared by ADT and order messages.
 
 Mapping (documented here because every HIS fills PID a little differently):
-- PID-3 (each repetition) -> identifier; its domain (`system`) is the assigning
-  authority CX.4, else the identifier type CX.5, else `MRN` (what a bare HIS
-  number is, and what REST callers send);
+- PID-3 (each repetition) -> identifier; its domain (`system`) is the EMPI domain
+  its type code CX.5 names (NNCHN -> ID_CARD, PPN -> PASSPORT, ...: domain.empi),
+  else the assigning authority CX.4, else CX.5, else `MRN` (what a bare HIS number
+  is, and what REST callers send); an ID card number must pass its check digit;
 - PID-5 first repetition -> name: family + given, joined without a space when
   either is written in Chinese characters (张 + 三 = 张三), with one otherwise;
   further repetitions (often pinyin) are kept as alternate names for matching;
@@ -16,27 +17,12 @@ import re
 from datetime import date
 
 from hl7apy.core import Segment
-from pydantic import BaseModel, Field
 
+from domain.empi import CJK, IDENTIFIER_TYPE_DOMAINS, PersonFacts, resident_id_valid
 from domain.orders import PatientIdentifier
 from integrations.hl7.parse import ErrorCode, Location, ParsedMessage, reject
 
-CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 SEX_CODES = {"M": "M", "F": "F", "O": "O", "U": "U", "A": "O", "N": "U"}
-
-
-class PatientFacts(BaseModel):
-    identifiers: list[PatientIdentifier] = Field(default_factory=list)
-    name: str = ""
-    alternate_names: list[str] = Field(default_factory=list)
-    sex: str = ""
-    birth_date: date | None = None
-    phone: str = ""
-
-    @property
-    def complete(self) -> bool:
-        """Enough to register a person we have never seen."""
-        return bool(self.name and self.sex and self.birth_date)
 
 
 def join_name(family: str, given: str) -> str:
@@ -57,7 +43,7 @@ def hl7_date(value: str, location: Location) -> date | None:
         raise reject("AE", ErrorCode.data_type_error, f"{location} {value!r} is not a valid date", location) from None
 
 
-def patient_facts(msg: ParsedMessage, pid: Segment | None) -> PatientFacts:
+def patient_facts(msg: ParsedMessage, pid: Segment | None) -> PersonFacts:
     """Read one PID; raises HL7Reject(AE) for values that cannot be read."""
     if pid is None:
         raise reject("AE", ErrorCode.segment_sequence, "PID segment is required", Location("PID"))
@@ -66,9 +52,13 @@ def patient_facts(msg: ParsedMessage, pid: Segment | None) -> PatientFacts:
         value = msg.split(er7, 1)
         if not value:
             continue
-        system = msg.split(er7, 4) or msg.split(er7, 5) or "MRN"
+        id_type = msg.split(er7, 5).upper()
+        system = IDENTIFIER_TYPE_DOMAINS.get(id_type) or msg.split(er7, 4) or id_type or "MRN"
         if len(value) > 128 or len(system) > 64:
             raise reject("AE", ErrorCode.data_type_error, "PID-3 identifier too long", Location("PID", 3))
+        if system == "ID_CARD" and not resident_id_valid(value):
+            raise reject("AE", ErrorCode.data_type_error,
+                         f"PID-3 resident ID card number {value!r} fails its check digit", Location("PID", 3))
         identifiers.append(PatientIdentifier(system=system, value=value))
     names = [join_name(msg.split(er7, 1), msg.split(er7, 2)) for er7 in msg.reps(pid, 5)]
     names = [n for n in names if n]
@@ -78,7 +68,7 @@ def patient_facts(msg: ParsedMessage, pid: Segment | None) -> PatientFacts:
                      Location("PID", 8))
     phone_er7 = (msg.reps(pid, 13) or [""])[0]
     phone = msg.split(phone_er7, 12) or msg.split(phone_er7, 1) or msg.split(phone_er7, 7)
-    return PatientFacts(
+    return PersonFacts(
         identifiers=identifiers,
         name=names[0] if names else "",
         alternate_names=names[1:],

@@ -1,0 +1,187 @@
+"""Patient registration and demographic updates through the EMPI (ADT today, the registrar desk later).
+
+Why a service and not the HL7 handler: registration rules (exact link on trusted
+identifiers, scored review otherwise, never a silent merge) must be the same
+whichever edge registers a person. Loops carry only the patient ID, so a
+demographic change reaches every open loop by itself (worklist, order views and
+reports read the patient row); each open loop also gets a timeline event, so the
+people working on it can see that the name or birth date changed under them.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, or_, select
+
+from domain.empi import PersonFacts, is_trusted, name_key, score
+from domain.empi_tables import PatientMatchReview
+from domain.orders import PatientIdentifier as IdentifierIn
+from domain.tables import DomainEvent, ExamOrder, Patient, PatientIdentifier, utcnow
+from services.errors import Conflict, NotFound
+
+SessionFactory = Callable[[], AbstractContextManager[Session]]
+CLOSED_STEPS = ("closed", "cancelled")
+CANDIDATE_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class Registration:
+    patient_id: str
+    created: bool
+    changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    reviews: list[tuple[str, float]] = field(default_factory=list)  # (other patient ID, score)
+    open_accessions: list[str] = field(default_factory=list)
+
+
+def _owner(session: Session, ident: IdentifierIn) -> str | None:
+    row = session.exec(select(PatientIdentifier).where(
+        PatientIdentifier.system == ident.system, PatientIdentifier.value == ident.value)).first()
+    return row.patient_id if row else None
+
+
+def _linked_patient(session: Session, facts: PersonFacts) -> Patient | None:
+    """The one patient the trusted identifiers point at; Conflict if they point at several."""
+    owners = {o for i in facts.identifiers if is_trusted(i.system) and (o := _owner(session, i))}
+    if len(owners) > 1:
+        raise Conflict(f"identifiers {', '.join(f'{i.system}:{i.value}' for i in facts.identifiers)} "
+                       f"belong to different patients ({', '.join(sorted(owners))}): a merge decision is needed")
+    return session.get(Patient, owners.pop()) if owners else None
+
+
+def _attach_identifiers(session: Session, patient: Patient, facts: PersonFacts) -> list[str]:
+    """Add identifiers the patient lacks; an untrusted one held by someone else is left out (and said)."""
+    notes = []
+    for ident in facts.identifiers:
+        owner = _owner(session, ident)
+        if owner == patient.id:
+            continue
+        if owner is not None:
+            if is_trusted(ident.system):
+                raise Conflict(f"{ident.system}:{ident.value} belongs to patient {owner}")
+            notes.append(f"{ident.system}:{ident.value} is already on patient {owner}")
+            continue
+        session.add(PatientIdentifier(patient_id=patient.id, system=ident.system, value=ident.value))
+    return notes
+
+
+def _apply(patient: Patient, facts: PersonFacts) -> dict[str, tuple[Any, Any]]:
+    """Copy the facts that were sent (empty means "not sent", never "erase")."""
+    changed: dict[str, tuple[Any, Any]] = {}
+    new: dict[str, Any] = {"name": facts.name, "sex": facts.sex, "birth_date": facts.birth_date,
+                           "phone": facts.phone}
+    for key, value in new.items():
+        if value and getattr(patient, key) != value:
+            old = getattr(patient, key)
+            changed[key] = (old.isoformat() if isinstance(old, date) else old,
+                            value.isoformat() if isinstance(value, date) else value)
+            setattr(patient, key, value)
+    if "name" in changed:
+        patient.name_key = name_key(patient.name)
+    if changed:
+        patient.updated_at = utcnow()
+    return changed
+
+
+def _facts_of(session: Session, patient: Patient) -> PersonFacts:
+    idents = session.exec(select(PatientIdentifier).where(PatientIdentifier.patient_id == patient.id)).all()
+    return PersonFacts(identifiers=[IdentifierIn(system=i.system, value=i.value) for i in idents],
+                       name=patient.name, sex=patient.sex, birth_date=patient.birth_date, phone=patient.phone or "")
+
+
+def _open_reviews(session: Session, patient: Patient, facts: PersonFacts, source: str) -> list[tuple[str, float]]:
+    """Score the people who share a blocking key (pinyin name, birth date, phone); queue the likely ones."""
+    keys = [Patient.birth_date == patient.birth_date]
+    if patient.name_key:
+        keys.append(Patient.name_key == patient.name_key)
+    if patient.phone:
+        keys.append(Patient.phone == patient.phone)
+    candidates = session.exec(
+        select(Patient).where(Patient.id != patient.id, or_(*keys)).limit(CANDIDATE_LIMIT)).all()
+    found = []
+    for other in candidates:
+        result = score(facts, _facts_of(session, other))
+        if not result.review:
+            continue
+        a, b = sorted((patient.id, other.id))
+        exists = session.exec(select(PatientMatchReview).where(
+            PatientMatchReview.patient_a == a, PatientMatchReview.patient_b == b)).first()
+        if exists is None:
+            session.add(PatientMatchReview(id=str(uuid.uuid4()), patient_a=a, patient_b=b, score=result.score,
+                                           reasons=result.reasons, source=source))
+        found.append((other.id, result.score))
+    return found
+
+
+def _tell_open_loops(session: Session, patient_id: str, changed: dict[str, tuple[Any, Any]], source: str) -> list[str]:
+    orders = session.exec(select(ExamOrder).where(
+        ExamOrder.patient_id == patient_id, col(ExamOrder.step).not_in(CLOSED_STEPS))).all()
+    for order in orders:
+        event_id = f"{source}:patient-updated:{order.accession_number}"
+        if session.get(DomainEvent, event_id) is None:
+            session.add(DomainEvent(
+                id=event_id, accession_number=order.accession_number, actor=source, kind="patient_updated",
+                summary="patient details changed: " + ", ".join(sorted(changed)),
+                detail={"changed": {k: list(v) for k, v in changed.items()}},
+            ))
+    return [o.accession_number for o in orders]
+
+
+def _retrying(work: Callable[[Session], Registration], sessions: SessionFactory) -> Registration:
+    for _attempt in range(5):
+        with sessions() as session:
+            try:
+                result = work(session)
+                session.commit()
+                return result
+            except IntegrityError:
+                session.rollback()  # a concurrent registration took an identifier: look again
+    raise RuntimeError("patient registration could not complete after concurrent retries")
+
+
+def register(sessions: SessionFactory, facts: PersonFacts, source: str) -> Registration:
+    """ADT A01/A04: link on a trusted identifier (and update), or create and queue likely duplicates."""
+    if not facts.identifiers or not facts.complete:
+        raise ValueError("registration needs at least one identifier, a name, sex and birth date")
+
+    def work(session: Session) -> Registration:
+        patient = _linked_patient(session, facts)
+        if patient is not None:
+            changed = _apply(patient, facts)
+            _attach_identifiers(session, patient, facts)
+            session.add(patient)
+            opened = _tell_open_loops(session, patient.id, changed, source) if changed else []
+            return Registration(patient.id, created=False, changed=changed, open_accessions=opened)
+        assert facts.birth_date is not None
+        patient = Patient(id=str(uuid.uuid4()), name=facts.name, sex=facts.sex, birth_date=facts.birth_date,
+                          phone=facts.phone or None, name_key=name_key(facts.name))
+        session.add(patient)
+        session.flush()
+        _attach_identifiers(session, patient, facts)
+        session.flush()
+        reviews = _open_reviews(session, patient, facts, source)
+        return Registration(patient.id, created=True, reviews=reviews)
+
+    return _retrying(work, sessions)
+
+
+def update_demographics(sessions: SessionFactory, facts: PersonFacts, source: str) -> Registration:
+    """ADT A08: change what was sent on the patient the trusted identifiers name."""
+
+    def work(session: Session) -> Registration:
+        patient = _linked_patient(session, facts)
+        if patient is None:
+            raise NotFound("no patient with identifiers "
+                           + ", ".join(f"{i.system}:{i.value}" for i in facts.identifiers))
+        changed = _apply(patient, facts)
+        _attach_identifiers(session, patient, facts)
+        session.add(patient)
+        opened = _tell_open_loops(session, patient.id, changed, source) if changed else []
+        return Registration(patient.id, created=False, changed=changed, open_accessions=opened)
+
+    return _retrying(work, sessions)
