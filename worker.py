@@ -12,7 +12,13 @@ import logging
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.critical import critical_ladder, record_critical_change, record_critical_raised
+from activities.critical import (
+    critical_ladder,
+    critical_plan,
+    record_critical_change,
+    record_critical_raised,
+    suggest_critical_items,
+)
 from activities.events import record_event
 from activities.exam import record_exam_progress, record_image_grade
 from activities.notifications import send_notification
@@ -43,6 +49,7 @@ ACTIVITIES = [
     record_exam_progress, record_image_grade,
     save_report_version, sign_report, publish_report,
     send_notification, record_critical_raised, record_critical_change, critical_ladder,
+    critical_plan, suggest_critical_items,
 ]
 
 

@@ -146,6 +146,10 @@ def prepare_database(settings: Settings) -> None:
 
     upgrade_head()
     say(f"database at head: {settings.resolved_database_url}")
+    from core.reference_data import seed_reference_data
+
+    with session_scope() as session:
+        seed_reference_data(session)
     if settings.is_production:
         return
     from core.seed import seed_demo

@@ -12,6 +12,8 @@ from sqlmodel import Session
 
 from core.config import get_settings
 from domain.enums import Role
+from core.reference_data import seed_reference_data
+from domain.critical_tables import DepartmentContact
 from domain.tables import Department, Room, User
 
 CAMPUS = "Main campus"
@@ -22,7 +24,21 @@ DEPARTMENTS: list[tuple[str, str]] = [
     ("respiratory", "呼吸内科"),
     ("cardiology", "心血管内科"),
     ("oncology", "肿瘤科"),
+    ("radiology", "放射科"),
+    ("medical_affairs", "医务处"),
 ]
+
+# Who each department's critical-value ladder reaches beyond the ordering clinician
+# (demo people; a real center maintains these rows). Notify URLs empty -> the default channel.
+CONTACTS: list[tuple[str, str, str, str]] = [
+    (dep, rung, name, phone)
+    for dep, zh in [("emergency", "急诊科"), ("respiratory", "呼吸内科"), ("cardiology", "心血管内科"), ("oncology", "肿瘤科")]
+    for rung, name, phone in [
+        ("backup_clinician", f"{zh}二线医生", "8100"),
+        ("department_head", f"{zh}主任", "8200"),
+        ("duty_officer", "医务处总值班", "8000"),
+    ]
+] + [("radiology", "senior_radiologist", "放射科上级医师值班", "8300")]
 
 # (room id = station AE title, name, space-separated modalities)
 ROOMS: list[tuple[str, str, str]] = [
@@ -86,9 +102,14 @@ def seed_demo(session: Session) -> None:
         for room_id, name, modalities in ROOMS
     ]
     rows += demo_users()
+    rows += [
+        DepartmentContact(id=f"{dep}-{rung}", department_id=dep, rung=rung, name=name, phone=phone, notify_urls=[])
+        for dep, rung, name, phone in CONTACTS
+    ]
     for row in rows:
         session.merge(row)
     session.flush()
+    seed_reference_data(session)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,8 @@ class TaskType(StrEnum):
     correction_review = "correction_review"
     correction_amend = "correction_amend"
     critical_phone_call = "critical_phone_call"
+    critical_verify = "critical_verify"
+    critical_response = "critical_response"
 
 
 class ImageGrade(StrEnum):

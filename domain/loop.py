@@ -117,7 +117,10 @@ class EscalationLevel(BaseModel):
     """One rung of the ladder: whom to notify and how long to wait for an ack."""
 
     name: str
-    notify: Literal["ordering_clinician", "department_oncall", "phone_call_task"]
+    notify: Literal[
+        "ordering_clinician", "backup_clinician", "department_head", "duty_officer",
+        "department_oncall", "phone_call_task",
+    ]
     wait_seconds: int = Field(gt=0)
 
 
@@ -128,6 +131,33 @@ class CriticalValueInput(BaseModel):
     raised_by: Actor
     ordering_clinician_id: str
     ordering_department: str
+    ladder: list[EscalationLevel]
+    # Added with the dictionary (defaults keep older histories replaying unchanged).
+    item_code: str | None = None
+    item_name: str | None = None
+    dictionary_version: int | None = None
+    deadline_seconds: int = 600
+    response_seconds: int | None = Field(None, description="None: no clinical-response stage (older loops)")
+    needs_verification: bool = False
+    verify_seconds: int = 120
+
+
+class CriticalRaise(BaseModel):
+    """A critical finding raised during the exam or reporting by whoever finds it first."""
+
+    actor: Actor
+    finding: str = Field(min_length=1, max_length=200)
+    item_code: str | None = Field(None, max_length=64)
+
+
+class CriticalPlan(BaseModel):
+    """What the dictionary in force says for one finding."""
+
+    item_code: str
+    item_name: str
+    dictionary_version: int | None
+    deadline_seconds: int
+    response_seconds: int
     ladder: list[EscalationLevel]
 
 
@@ -147,11 +177,12 @@ class CriticalStatus(BaseModel):
     acked_by: str | None = None
     phone_task_id: str | None = None
     open_tasks: list[OpenTaskView] = Field(default_factory=list)
+    stage: str = "notifying"
 
 
 class CriticalResult(BaseModel):
     critical_value_id: str
     acknowledged_by: str
-    channel: Literal["ack", "phone_call"]
+    channel: Literal["ack", "phone_call", "not_confirmed"]
     level: int
     escalations: int

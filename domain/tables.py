@@ -247,6 +247,24 @@ class CriticalValue(SQLModel, table=True):
     ack_name: str | None = None
     read_back: str | None = None
     ack_channel: str | None = None
+    # Dictionary and verification (R7.1.3 (2)(3)); compliance facts (R8.7).
+    item_code: str | None = Field(default=None, index=True)
+    dictionary_version: int | None = None
+    raised_by_role: str | None = None
+    ordering_department: str | None = Field(default=None, index=True)
+    deadline_seconds: int = 600
+    needs_verification: bool = False
+    verified_by: str | None = None
+    verified_at: datetime | None = None
+    first_notified_at: datetime | None = None
+    escalations: int = 0
+    action_taken: str | None = Field(default=None, sa_column=Column(Text))
+    action_by: str | None = None
+    action_at: datetime | None = None
+    closed_at: datetime | None = None
+    outcome: str | None = Field(default=None, description="confirmed | not_confirmed (concordance, R8.7)")
+    outcome_note: str | None = None
+    outcome_at: datetime | None = None
 
 
 class NotificationAttempt(SQLModel, table=True):

@@ -86,6 +86,7 @@ class ReportReviewForm(_ReportFields):
     comment: str = Field("", max_length=2000)
     critical: bool = False
     critical_finding: str | None = Field(None, max_length=200)
+    critical_item_code: str | None = Field(None, max_length=64, description="Critical-value dictionary item")
 
     @model_validator(mode="after")
     def _checks(self) -> "ReportReviewForm":
@@ -105,6 +106,7 @@ class CorrectionAmendForm(_ReportFields):
     kind: Literal["simple", "reread"]
     critical: bool = False
     critical_finding: str | None = Field(None, max_length=200)
+    critical_item_code: str | None = Field(None, max_length=64, description="Critical-value dictionary item")
 
     @model_validator(mode="after")
     def _critical(self) -> "CorrectionAmendForm":
@@ -120,6 +122,27 @@ class CriticalPhoneCallForm(_Form):
     called_person_id: str = Field("", max_length=64)
     phone_number: str = Field("", max_length=40)
     read_back: str = Field(min_length=1, max_length=2000)
+
+
+class CriticalVerifyForm(_Form):
+    """A senior confirms (or rejects) a critical value raised by a junior (R7.1.3 (3))."""
+
+    decision: Literal["confirm", "reject"]
+    finding: str | None = Field(None, max_length=200, description="Corrected wording, if any")
+    critical_item_code: str | None = Field(None, max_length=64)
+    comment: str = Field("", max_length=1000)
+
+    @model_validator(mode="after")
+    def _reason(self) -> "CriticalVerifyForm":
+        if self.decision == "reject" and not self.comment:
+            raise ValueError("a comment is required to reject a critical value")
+        return self
+
+
+class CriticalResponseForm(_Form):
+    """The clinician records the action taken on the critical value (closes the loop)."""
+
+    action_taken: str = Field(min_length=2, max_length=2000)
 
 
 class TaskSpec(BaseModel):
@@ -149,6 +172,8 @@ TASK_SPECS: dict[TaskType, TaskSpec] = {
         TaskSpec(task_type=TaskType.report_review, title="Review and sign report", roles=[_R.senior_radiologist], form=ReportReviewForm, due=timedelta(hours=24)),
         TaskSpec(task_type=TaskType.correction_review, title="Review correction request", roles=[_R.senior_radiologist], form=CorrectionReviewForm, due=timedelta(hours=4)),
         TaskSpec(task_type=TaskType.correction_amend, title="Amend signed report", roles=[_R.radiologist, _R.senior_radiologist], form=CorrectionAmendForm, due=timedelta(hours=8)),
+        TaskSpec(task_type=TaskType.critical_verify, title="Verify critical value", roles=[_R.senior_radiologist], form=CriticalVerifyForm, due=timedelta(minutes=2)),
+        TaskSpec(task_type=TaskType.critical_response, title="Record action on critical value", roles=[_R.clinician], form=CriticalResponseForm, due=timedelta(minutes=30)),
         TaskSpec(task_type=TaskType.critical_phone_call, title="Phone the clinician: critical value", roles=[_R.radiologist, _R.senior_radiologist, _R.resident, _R.nurse], form=CriticalPhoneCallForm, due=timedelta(minutes=5)),
     ]
 }

@@ -42,16 +42,27 @@ async def record(tag: str) -> None:
     from core.temporal import data_converter, dev_server_search_attribute_args
     from domain.enums import Role
     from domain.loop import (
-        CancelRequest, CorrectionRequest, CriticalAck, critical_value_workflow_id, exam_loop_workflow_id,
+        CancelRequest, CorrectionRequest, CriticalAck, CriticalRaise, ExamEvent, critical_value_workflow_id,
+        exam_loop_workflow_id,
     )
     from services import loop_commands
+    from tests.support.critical import result as critical_result
     from tests.support.loop_driver import LoopDriver, actor, closed_result
     from tests.support.notify_sink import NotifySink
     from worker import build_worker
 
+    from domain.critical_dictionary import SEED_ITEMS
+    from domain.critical_tables import CriticalDictionaryVersion
+
     upgrade_head()
     with Session(get_engine()) as s:
         seed_demo(s)
+        # A dictionary version with a 3-second ladder, so escalation shows in seconds.
+        items = [i.model_copy(deep=True) for i in SEED_ITEMS]
+        for item in items:
+            for rung in item.ladder:
+                rung.wait_seconds = 3
+        s.add(CriticalDictionaryVersion(version=2, created_by="recorder", items=[i.model_dump(mode="json") for i in items]))
         s.commit()
     with NotifySink() as sink:
         os.environ["RADLOOP_NOTIFY_DEFAULT_URL"] = sink.url
@@ -69,16 +80,32 @@ async def record(tag: str) -> None:
             await d.grade(acc, "D", reason="motion")
             await d.perform_exam(acc)
             await d.grade(acc, "A")
-            await d.report(acc, critical_finding="tension pneumothorax")
+            await d.report(acc, critical_finding="tension pneumothorax", critical_item_code="tension_pneumothorax")
             cv = critical_value_workflow_id(acc, 1)
             await d.wait_step(acc, "published")
             await asyncio.sleep(4)
             await loop_commands.acknowledge_critical(env.client, cv, CriticalAck(
                 actor=actor(Role.clinician), clinician_name="孙医生", read_back="tension pneumothorax"))
+            await d.complete_in(cv, "critical_response", Role.clinician, {"action_taken": "chest drain"})
             await loop_commands.request_correction(env.client, acc, CorrectionRequest(actor=actor(Role.clinician), reason="side"))
             await d.complete(acc, "correction_review", Role.senior_radiologist, {"decision": "accept", "reason": "ok"})
             await d.complete(acc, "correction_amend", Role.radiologist, {"kind": "simple", "findings": "f2", "impression": "i2"})
             await d.complete(acc, "report_review", Role.senior_radiologist, {"action": "sign", "findings": "f2", "impression": "i2"})
+            # 3. Raised during the exam by the technologist, verified by a senior, acked, acted on.
+            acc3 = (await d.place()).accession_number
+            await d.check_in(acc3)
+            await d.wait_step(acc3, "arrived")
+            await loop_commands.record_exam_event(env.client, acc3, ExamEvent(kind="started", actor=actor(Role.technologist)))
+            await d.wait_step(acc3, "in_exam")
+            await loop_commands.raise_critical(env.client, acc3, CriticalRaise(
+                actor=actor(Role.technologist), finding="主动脉夹层", item_code="aortic_dissection"))
+            cv3 = critical_value_workflow_id(acc3, 1)
+            await d.complete_in(cv3, "critical_verify", Role.senior_radiologist, {"decision": "confirm"})
+            await asyncio.sleep(1)
+            await loop_commands.acknowledge_critical(env.client, cv3, CriticalAck(
+                actor=actor(Role.clinician), clinician_name="孙医生", read_back="主动脉夹层"))
+            await d.complete_in(cv3, "critical_response", Role.clinician, {"action_taken": "vascular surgery consulted"})
+            await critical_result(env.client, cv3, timeout=30)
             # 2. Cancelled after check-in.
             acc2 = (await d.place()).accession_number
             await d.check_in(acc2)
@@ -88,7 +115,8 @@ async def record(tag: str) -> None:
             await closed_result(env.client, exam_loop_workflow_id(acc), timeout=60)
             OUT.mkdir(parents=True, exist_ok=True)
             for name, wid in [("exam_loop-full", exam_loop_workflow_id(acc)), ("critical_value-escalated", cv),
-                              ("exam_loop-cancelled", exam_loop_workflow_id(acc2))]:
+                              ("exam_loop-cancelled", exam_loop_workflow_id(acc2)),
+                              ("critical_value-verified", cv3)]:
                 history = await env.client.get_workflow_handle(wid).fetch_history()
                 path = OUT / f"{name}-{tag}.json"
                 # The workflow ID matters on replay (task IDs derive from it), so keep it.

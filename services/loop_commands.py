@@ -17,6 +17,7 @@ from domain.loop import (
     CancelRequest,
     CorrectionRequest,
     CriticalAck,
+    CriticalRaise,
     CriticalStatus,
     ExamEvent,
     LoopStatus,
@@ -71,6 +72,11 @@ async def cancel(client: Client, accession: str, req: CancelRequest) -> ActionAc
 
 async def request_correction(client: Client, accession: str, req: CorrectionRequest) -> ActionAck:
     return await _update(client, exam_loop_workflow_id(accession), "request_correction", req, ActionAck)
+
+
+async def raise_critical(client: Client, accession: str, req: CriticalRaise) -> ActionAck:
+    """Whoever finds a critical value first raises it; the reply's detail is its ID."""
+    return await _update(client, exam_loop_workflow_id(accession), "raise_critical", req, ActionAck)
 
 
 async def acknowledge_critical(client: Client, critical_value_id: str, ack: CriticalAck) -> CriticalStatus:

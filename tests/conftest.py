@@ -28,6 +28,7 @@ from core.config import reset_settings_cache
 from core.db import get_engine, reset_engine_cache
 from core.migrate import upgrade_head
 from core.seed import seed_demo
+from domain.tables import AccessionCounter
 from core.temporal import SEARCH_ATTRIBUTES, data_converter, dev_server_search_attribute_args
 
 PG_URL = os.environ.get("RADLOOP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -72,6 +73,11 @@ def _use_database(monkeypatch: pytest.MonkeyPatch, url: str, data_dir: Path) -> 
     upgrade_head(url)
     with Session(get_engine()) as s:
         seed_demo(s)
+        # Start today's accession counter at a random point: tests sharing one Temporal
+        # server must not reuse workflow IDs (accession-derived) from an earlier test.
+        from datetime import datetime, timezone
+        import random
+        s.add(AccessionCounter(day=datetime.now(timezone.utc).strftime("%Y%m%d"), last=random.randrange(10_000, 90_000)))
         s.commit()
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 19:15:57.937035
+Create Date: 2026-11-27 19:18:32.571750
 """
 from typing import Sequence, Union
 
@@ -41,6 +41,14 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_app_user_role'), ['role'], unique=False)
         batch_op.create_index(batch_op.f('ix_app_user_username'), ['username'], unique=True)
 
+    op.create_table('critical_dictionary_version',
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('note', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('items', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('version')
+    )
     op.create_table('critical_value',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -54,10 +62,29 @@ def upgrade() -> None:
     sa.Column('ack_name', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('read_back', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('ack_channel', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('item_code', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('dictionary_version', sa.Integer(), nullable=True),
+    sa.Column('raised_by_role', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('ordering_department', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('deadline_seconds', sa.Integer(), nullable=False),
+    sa.Column('needs_verification', sa.Boolean(), nullable=False),
+    sa.Column('verified_by', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('verified_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('first_notified_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('escalations', sa.Integer(), nullable=False),
+    sa.Column('action_taken', sa.Text(), nullable=True),
+    sa.Column('action_by', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('action_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('closed_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('outcome', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('outcome_note', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('outcome_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('critical_value', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_critical_value_accession_number'), ['accession_number'], unique=False)
+        batch_op.create_index(batch_op.f('ix_critical_value_item_code'), ['item_code'], unique=False)
+        batch_op.create_index(batch_op.f('ix_critical_value_ordering_department'), ['ordering_department'], unique=False)
 
     op.create_table('department',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -65,6 +92,31 @@ def upgrade() -> None:
     sa.Column('oncall_notify_url', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
+    op.create_table('department_channel',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('department_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('apprise_url', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('enabled', sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('department_channel', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_department_channel_department_id'), ['department_id'], unique=False)
+
+    op.create_table('department_contact',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('department_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('rung', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('user_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('phone', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('notify_urls', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('department_contact', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_department_contact_department_id'), ['department_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_department_contact_rung'), ['rung'], unique=False)
+
     op.create_table('domain_event',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -622,11 +674,23 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_domain_event_accession_number'))
 
     op.drop_table('domain_event')
+    with op.batch_alter_table('department_contact', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_department_contact_rung'))
+        batch_op.drop_index(batch_op.f('ix_department_contact_department_id'))
+
+    op.drop_table('department_contact')
+    with op.batch_alter_table('department_channel', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_department_channel_department_id'))
+
+    op.drop_table('department_channel')
     op.drop_table('department')
     with op.batch_alter_table('critical_value', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_critical_value_ordering_department'))
+        batch_op.drop_index(batch_op.f('ix_critical_value_item_code'))
         batch_op.drop_index(batch_op.f('ix_critical_value_accession_number'))
 
     op.drop_table('critical_value')
+    op.drop_table('critical_dictionary_version')
     with op.batch_alter_table('app_user', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_app_user_username'))
         batch_op.drop_index(batch_op.f('ix_app_user_role'))

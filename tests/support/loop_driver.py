@@ -110,7 +110,7 @@ class LoopDriver:
     async def grade(self, acc: str, grade: str = "A", reason: str | None = None) -> None:
         await self.complete(acc, "image_qc", Role.technologist, {"grade": grade, "reason": reason})
 
-    async def report(self, acc: str, critical_finding: str | None = None) -> None:
+    async def report(self, acc: str, critical_finding: str | None = None, critical_item_code: str | None = None) -> None:
         await self.complete(acc, "report_draft", Role.resident,
                             {"findings": "右肺下叶片状影", "impression": "右下肺炎", "recommendation": "抗感染治疗后复查"})
         await self.complete(acc, "report_preliminary", Role.radiologist,
@@ -118,7 +118,7 @@ class LoopDriver:
         review: dict[str, Any] = {"action": "sign", "findings": "右肺下叶片状实变影", "impression": "右下肺炎",
                                   "recommendation": "两周后复查"}
         if critical_finding:
-            review |= {"critical": True, "critical_finding": critical_finding}
+            review |= {"critical": True, "critical_finding": critical_finding, "critical_item_code": critical_item_code}
         await self.complete(acc, "report_review", Role.senior_radiologist, review)
 
 

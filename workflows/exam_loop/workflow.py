@@ -17,7 +17,14 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.critical import LadderRequest, critical_ladder
+    from activities.critical import (
+        LadderRequest,
+        PlanRequest,
+        SuggestRequest,
+        critical_ladder,
+        critical_plan,
+        suggest_critical_items,
+    )
     from activities.events import EventInput, record_event
     from activities.exam import ExamProgress, GradeRecord, record_exam_progress, record_image_grade
     from activities.notifications import Notice, send_notification
@@ -53,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         Actor,
         CancelRequest,
         CorrectionRequest,
+        CriticalRaise,
         CriticalValueInput,
         ExamEvent,
         ExamLoopInput,
@@ -79,8 +87,10 @@ class _Cancelled(Exception):
 class _Signed:
     """What signing produced: the version and whether it carries a critical finding."""
 
-    def __init__(self, version: int, critical: bool, finding: str | None, signer: Actor) -> None:
+    def __init__(self, version: int, critical: bool, finding: str | None, signer: Actor,
+                 item_code: str | None = None) -> None:
         self.version, self.critical, self.finding, self.signer = version, critical, finding, signer
+        self.item_code = item_code
 
 
 @workflow.defn(name=EXAM_LOOP_WORKFLOW)
@@ -105,6 +115,8 @@ class ExamLoopWorkflow:
         self.preliminary_author: str | None = None
         self.critical_ids: list[str] = []
         self.last_critical: str | None = None
+        self.raised_findings: set[str] = set()
+        self.report_text = ""
         self.children: list[Any] = []
         self.corrections: list[CorrectionRequest] = []
         self.correction_active = False
@@ -310,7 +322,9 @@ class ExamLoopWorkflow:
                 await self._advance(LoopStep.preliminary, summary="awaiting preliminary report")
                 done = await self.tasks.wait(prelim)
                 await self.tasks.close(prelim)
-                await self._save("preliminary", self.tasks.form(prelim), done.actor)
+                prelim_form = self.tasks.form(prelim)
+                await self._save("preliminary", prelim_form, done.actor)
+                self.report_text = f"{prelim_form.findings}\n{prelim_form.impression}"
                 self.preliminary_author = done.actor.user_id
             else:
                 amend = await self.tasks.open_task(TaskType.correction_amend, context={"base_version": self.valid_version, "reason": correction.reason, "return_comment": comment})
@@ -320,8 +334,16 @@ class ExamLoopWorkflow:
                 amend_form = self.tasks.form(amend)
                 await self._save("amended", amend_form, done.actor, critical=amend_form.critical,
                                  critical_finding=amend_form.critical_finding, comment=f"{amend_form.kind} correction")
+                self.report_text = f"{amend_form.findings}\n{amend_form.impression}"
                 self.preliminary_author = done.actor.user_id
-            review = await self.tasks.open_task(TaskType.report_review, context={"version": self.report_version, "correction": correction is not None})
+            context: dict[str, Any] = {"version": self.report_version, "correction": correction is not None}
+            if workflow.patched("critical-suggestions"):
+                # Text rules suggest critical items to the reviewer; a human confirms (R8.7.2).
+                suggestions = await workflow.execute_activity(
+                    suggest_critical_items, SuggestRequest(text=self.report_text, modality=self.inp.modality),
+                    **DB_ACTIVITY)
+                context["critical_suggestions"] = [x.model_dump() for x in suggestions]
+            review = await self.tasks.open_task(TaskType.report_review, context=context)
             await self._advance(LoopStep.review, summary="awaiting review and signature")
             done = await self.tasks.wait(review)
             await self.tasks.close(review)
@@ -339,13 +361,15 @@ class ExamLoopWorkflow:
                 **DB_ACTIVITY,
             )
             self.valid_version = version
-            return _Signed(version, form.critical, form.critical_finding, done.actor)
+            return _Signed(version, form.critical, form.critical_finding, done.actor,
+                           item_code=getattr(form, "critical_item_code", None))
 
     # ---- 7-8. critical value and distribution ------------------------------------------------
     async def _after_signing(self, signed: _Signed, corrected: bool, previous_critical: str | None) -> None:
         await self._advance(LoopStep.signed, status="signed", summary=f"report v{signed.version} signed",
                             actor=signed.signer.user_id)
-        if signed.critical and signed.finding and signed.finding != previous_critical:
+        if (signed.critical and signed.finding and signed.finding != previous_critical
+                and signed.finding not in self.raised_findings):
             await self._raise_critical(signed)
         self.last_critical = signed.finding if signed.critical else None
         await workflow.execute_activity(
@@ -362,21 +386,34 @@ class ExamLoopWorkflow:
                              "The imaging report was corrected; the previous version is withdrawn.")
 
     async def _raise_critical(self, signed: _Signed) -> None:
+        await self._start_critical(signed.finding or "", signed.item_code, signed.signer)
+
+    async def _start_critical(self, finding: str, item_code: str | None, raised_by: Actor) -> str:
+        """Start the critical-value child; a junior's finding is verified by a senior first."""
         cv_id = critical_value_workflow_id(self.inp.accession_number, len(self.critical_ids) + 1)
         self.critical_ids.append(cv_id)
+        self.raised_findings.add(finding)
         workflow.upsert_search_attributes([SA_CRITICAL.value_set(True)])
-        ladder = await workflow.execute_activity(
-            critical_ladder, LadderRequest(accession_number=self.inp.accession_number, finding=signed.finding or ""),
-            **DB_ACTIVITY)
-        handle = await workflow.start_child_workflow(
-            CriticalValueWorkflow.run,
-            CriticalValueInput(critical_value_id=cv_id, accession_number=self.inp.accession_number,
-                               finding=signed.finding or "", raised_by=signed.signer,
-                               ordering_clinician_id=self.inp.ordering_clinician_id,
-                               ordering_department=self.inp.ordering_department, ladder=ladder),
-            id=cv_id,
-        )
+        base = dict(critical_value_id=cv_id, accession_number=self.inp.accession_number, finding=finding,
+                    raised_by=raised_by, ordering_clinician_id=self.inp.ordering_clinician_id,
+                    ordering_department=self.inp.ordering_department)
+        if workflow.patched("critical-dictionary"):
+            plan = await workflow.execute_activity(
+                critical_plan, PlanRequest(accession_number=self.inp.accession_number, finding=finding,
+                                           item_code=item_code, modality=self.inp.modality), **DB_ACTIVITY)
+            child_input = CriticalValueInput(
+                **base, ladder=plan.ladder, item_code=plan.item_code, item_name=plan.item_name,
+                dictionary_version=plan.dictionary_version, deadline_seconds=plan.deadline_seconds,
+                response_seconds=plan.response_seconds,
+                needs_verification=raised_by.role != Role.senior_radiologist)
+        else:
+            ladder = await workflow.execute_activity(
+                critical_ladder, LadderRequest(accession_number=self.inp.accession_number, finding=finding),
+                **DB_ACTIVITY)
+            child_input = CriticalValueInput(**base, ladder=ladder)
+        handle = await workflow.start_child_workflow(CriticalValueWorkflow.run, child_input, id=cv_id)
         self.children.append(handle)
+        return cv_id
 
     # ---- 9. corrections (R7.1.4) ---------------------------------------------------------
     async def _correction_window(self) -> None:
@@ -453,6 +490,22 @@ class ExamLoopWorkflow:
                 raise ApplicationError(f"cannot start the exam at step {self.step.value}", type="Conflict")
         elif self.exam_state != "started":
             raise ApplicationError(f"cannot mark the exam {ev.kind}: it has not started", type="Conflict")
+
+    @workflow.update
+    async def raise_critical(self, req: CriticalRaise) -> ActionAck:
+        cv_id = await self._start_critical(req.finding, req.item_code, req.actor)
+        return ActionAck(step=self.step, detail=cv_id)
+
+    @raise_critical.validator
+    def _validate_raise_critical(self, req: CriticalRaise) -> None:
+        if req.actor.role not in (Role.technologist, Role.resident, Role.radiologist, Role.senior_radiologist):
+            raise ApplicationError("critical values are raised by the exam department's staff", type="Forbidden")
+        if self.exam_state == "not_started" and self.step in BEFORE_EXAM:
+            raise ApplicationError("no exam has started for this order", type="Conflict")
+        if self.step in (LoopStep.closed, LoopStep.cancelled):
+            raise ApplicationError(f"the loop is {self.step.value}", type="Conflict")
+        if req.finding in self.raised_findings:
+            raise ApplicationError("this critical finding is already being handled", type="Conflict")
 
     @workflow.update
     def reschedule(self, req: RescheduleRequest) -> ActionAck:

@@ -1,176 +1,157 @@
-"""Critical values under the time-skipping server: the 10-minute clock, to the second."""
+"""Critical values under the time-skipping server: the ladder, to the second (R7.1.3, R8.7).
+
+The seeded dictionary's ladder: ordering clinician at 0, backup clinician at
+3 min, department head at 6 min, phone-call task at 8 min.
+"""
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import pytest
 from sqlmodel import Session, select
-from temporalio.client import Client, WorkflowExecutionStatus
 
 from core.db import get_engine
 from domain.enums import Role
-from domain.loop import CriticalAck, CriticalResult, CriticalStatus, critical_value_workflow_id
 from domain.scheduling import as_utc
-from domain.tables import CriticalValue, HumanTask, NotificationAttempt
+from domain.tables import CriticalValue, HumanTask
 from services import loop_commands
-from services.errors import Forbidden, Invalid
-from tests.support.loop_driver import LoopDriver, actor
+from services.errors import Conflict, Forbidden, Invalid
+from tests.support.critical import FINDING, ack, attempts, raise_by_signing, respond, result, wait_attempts, wait_status
+from tests.support.loop_driver import LoopDriver
 from worker import build_worker
 
-FINDING = "tension pneumothorax"
 
-
-async def _raise_critical(d: LoopDriver, finding: str = FINDING) -> tuple[str, str]:
-    acc = (await d.place()).accession_number
-    await d.check_in(acc)
-    await d.perform_exam(acc)
-    await d.grade(acc, "A")
-    await d.report(acc, critical_finding=finding)
-    cv = critical_value_workflow_id(acc, 1)
-    await _wait_status(d.client, cv, lambda st: True)
-    return acc, cv
-
-
-async def _wait_status(client: Client, cv: str, pred, timeout: float = 15) -> CriticalStatus:
-    async def poll() -> CriticalStatus:
-        while True:
-            try:
-                st = await client.get_workflow_handle(cv).query("status", result_type=CriticalStatus)
-                if pred(st):
-                    return st
-            except Exception:  # not started yet
-                pass
-            await asyncio.sleep(0.05)
-
-    return await asyncio.wait_for(poll(), timeout)
-
-
-def _attempts(cv: str) -> list[NotificationAttempt]:
-    with Session(get_engine()) as s:
-        return list(s.exec(select(NotificationAttempt).where(NotificationAttempt.critical_value_id == cv)
-                           .order_by(NotificationAttempt.attempted_at)))
-
-
-async def _wait_attempts(cv: str, n: int, timeout: float = 10) -> list[NotificationAttempt]:
-    async def poll() -> list[NotificationAttempt]:
-        while len(rows := _attempts(cv)) < n:
-            await asyncio.sleep(0.05)
-        return rows
-
-    return await asyncio.wait_for(poll(), timeout)
-
-
-def _ack(read_back: str = f"I read back: {FINDING}, right side") -> CriticalAck:
-    return CriticalAck(actor=actor(Role.clinician), clinician_name="孙医生", read_back=read_back)
-
-
-async def _result(client: Client, cv: str) -> CriticalResult:
-    handle = client.get_workflow_handle(cv, result_type=CriticalResult)
-    while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-        await asyncio.sleep(0.05)
-    return await handle.result()
-
-
-async def test_no_ack_escalates_exactly_at_the_deadline(ts_env, sqlite_database, task_queue, notify_sink) -> None:
+async def test_no_ack_climbs_the_ladder_exactly_on_time(ts_env, sqlite_database, task_queue, notify_sink) -> None:
     async with build_worker(ts_env.client, task_queue):
         d = LoopDriver(ts_env.client, task_queue)
-        _acc, cv = await _raise_critical(d)
-        first = (await _wait_attempts(cv, 1))[0]
-        await ts_env.sleep(timedelta(seconds=598))
-        assert (await _wait_status(ts_env.client, cv, lambda st: True)).level == 0
-        assert len(_attempts(cv)) == 1
+        _acc, cv = await raise_by_signing(d)
+        first = (await wait_attempts(cv, 1))[0]
+        await ts_env.sleep(timedelta(seconds=178))
+        assert (await wait_status(ts_env.client, cv, lambda st: True)).level == 0
+        assert len(attempts(cv)) == 1
         await ts_env.sleep(timedelta(seconds=3))
-        st = await _wait_status(ts_env.client, cv, lambda st: st.level == 1)
-        assert st.level_name == "department on-call"
-        rows = await _wait_attempts(cv, 2)
-        lag = (as_utc(rows[1].attempted_at) - as_utc(first.attempted_at)).total_seconds()
-        assert 600 <= lag < 601.5, lag
-        assert [r.recipient for r in rows] == ["user:u-clinician", "department_oncall:respiratory"]
-        assert all(r.delivered for r in rows)
-        assert len(notify_sink.received) >= 2 and "[CRITICAL]" in notify_sink.received[-1]["title"]
+        st = await wait_status(ts_env.client, cv, lambda st: st.level == 1)
+        assert st.level_name == "backup clinician"
+        await ts_env.sleep(timedelta(seconds=180))
+        await wait_status(ts_env.client, cv, lambda st: st.level == 2)
+        await ts_env.sleep(timedelta(seconds=120))
+        st = await wait_status(ts_env.client, cv, lambda st: st.phone_task_id is not None)
+        assert st.level == 3
+        rows = await wait_attempts(cv, 3)
+        lags = [(as_utc(r.attempted_at) - as_utc(first.attempted_at)).total_seconds() for r in rows]
+        assert [round(x) for x in lags] == [0, 180, 360], lags
+        assert all(abs(x - round(x)) < 1.5 for x in lags)
+        assert [r.recipient for r in rows] == [
+            "user:u-clinician", "backup_clinician:respiratory", "department_head:respiratory"]
+        with Session(get_engine()) as s:
+            phone = s.exec(select(HumanTask).where(HumanTask.workflow_id == cv)).one()
+            raised = as_utc(s.get(CriticalValue, cv).raised_at)
+            assert 479 <= (as_utc(phone.created_at) - raised).total_seconds() < 482  # phone task at 8 min
+        assert len(notify_sink.received) >= 3 and "[CRITICAL]" in notify_sink.received[-1]["title"]
 
 
-async def test_ack_before_the_deadline_stops_the_clock(ts_env, sqlite_database, task_queue, notify_sink) -> None:
+@pytest.mark.parametrize("seconds,level,escalations", [(179, 0, 0), (181, 1, 1)])
+async def test_ack_stops_the_clock_where_it_stands(ts_env, sqlite_database, task_queue, notify_sink,
+                                                   seconds, level, escalations) -> None:
     async with build_worker(ts_env.client, task_queue):
         d = LoopDriver(ts_env.client, task_queue)
-        _acc, cv = await _raise_critical(d)
-        await _wait_attempts(cv, 1)
-        await ts_env.sleep(timedelta(seconds=599))
-        await loop_commands.acknowledge_critical(ts_env.client, cv, _ack())
-        result = await _result(ts_env.client, cv)
-        assert (result.channel, result.level, result.escalations) == ("ack", 0, 0)
+        _acc, cv = await raise_by_signing(d)
+        await wait_attempts(cv, 1)
+        await ts_env.sleep(timedelta(seconds=seconds))
+        await wait_status(ts_env.client, cv, lambda st: st.level == level)
+        await loop_commands.acknowledge_critical(ts_env.client, cv, ack())
+        await respond(d, cv)
+        res = await result(ts_env.client, cv)
+        assert (res.channel, res.level, res.escalations) == ("ack", level, escalations)
         await ts_env.sleep(timedelta(minutes=30))
-        assert len(_attempts(cv)) == 1  # nobody else was paged
+        assert len(attempts(cv)) == level + 1  # nobody further was paged
         with Session(get_engine()) as s:
             row = s.get(CriticalValue, cv)
-            assert row.state == "acknowledged" and row.acked_by == "u-clinician" and FINDING in row.read_back
+            assert row.state == "closed" and row.acked_by == "u-clinician" and FINDING in row.read_back
+            assert row.item_code == "tension_pneumothorax" and row.dictionary_version == 1
+            assert row.action_taken and row.closed_at is not None and row.escalations == escalations
             ack_after = (as_utc(row.acked_at) - as_utc(row.raised_at)).total_seconds()
-            assert 599 <= ack_after < 601
-
-
-async def test_ack_after_the_deadline_counts_one_escalation(ts_env, sqlite_database, task_queue, notify_sink) -> None:
-    async with build_worker(ts_env.client, task_queue):
-        d = LoopDriver(ts_env.client, task_queue)
-        _acc, cv = await _raise_critical(d)
-        await _wait_attempts(cv, 1)
-        await ts_env.sleep(timedelta(seconds=601))
-        await _wait_status(ts_env.client, cv, lambda st: st.level == 1)
-        await loop_commands.acknowledge_critical(ts_env.client, cv, _ack())
-        result = await _result(ts_env.client, cv)
-        assert (result.channel, result.level, result.escalations) == ("ack", 1, 1)
+            assert seconds <= ack_after < seconds + 2
 
 
 async def test_unanswered_ladder_ends_in_a_recorded_phone_call(ts_env, sqlite_database, task_queue, notify_sink) -> None:
     async with build_worker(ts_env.client, task_queue):
         d = LoopDriver(ts_env.client, task_queue)
-        _acc, cv = await _raise_critical(d)
-        await _wait_attempts(cv, 1)
-        await ts_env.sleep(timedelta(seconds=601))
-        await _wait_status(ts_env.client, cv, lambda st: st.level == 1)
-        await ts_env.sleep(timedelta(seconds=301))
-        st = await _wait_status(ts_env.client, cv, lambda st: st.phone_task_id is not None)
-        assert st.level == 2
+        _acc, cv = await raise_by_signing(d)
+        await wait_attempts(cv, 1)
+        await ts_env.sleep(timedelta(seconds=481))
+        st = await wait_status(ts_env.client, cv, lambda st: st.phone_task_id is not None)
+        assert st.level == 3
         with pytest.raises(Invalid, match="read-back must name the finding"):
-            await d.complete_in(cv, "critical_phone_call", Role.nurse,
-                                {"called_person_name": "孙医生", "read_back": "got it"})
+            await d.complete_in(cv, "critical_phone_call", Role.nurse, {"called_person_name": "孙医生", "read_back": "got it"})
         with pytest.raises(Forbidden):
-            await d.complete_in(cv, "critical_phone_call", Role.registrar,
-                                {"called_person_name": "孙医生", "read_back": FINDING})
+            await d.complete_in(cv, "critical_phone_call", Role.registrar, {"called_person_name": "孙医生", "read_back": FINDING})
         await d.complete_in(cv, "critical_phone_call", Role.nurse,
                             {"called_person_name": "孙医生", "phone_number": "8001", "read_back": f"{FINDING} confirmed"})
-        result = await _result(ts_env.client, cv)
-        assert (result.channel, result.level, result.escalations, result.acknowledged_by) == ("phone_call", 2, 2, "u-nurse")
+        await respond(d, cv)
+        res = await result(ts_env.client, cv)
+        assert (res.channel, res.level, res.escalations, res.acknowledged_by) == ("phone_call", 3, 3, "u-nurse")
         with Session(get_engine()) as s:
-            task = s.exec(select(HumanTask).where(HumanTask.workflow_id == cv)).one()
+            task = s.exec(select(HumanTask).where(HumanTask.workflow_id == cv, HumanTask.task_type == "critical_phone_call")).one()
             assert task.state == "done" and task.result["called_person_name"] == "孙医生"
             assert s.get(CriticalValue, cv).ack_channel == "phone_call"
 
 
-async def test_every_channel_down_goes_straight_to_the_phone(ts_env, sqlite_database, task_queue, notify_sink) -> None:
+async def test_every_channel_down_phones_at_once_and_backfills_later(ts_env, sqlite_database, task_queue, notify_sink) -> None:
     notify_sink.fail = True
     async with build_worker(ts_env.client, task_queue):
         d = LoopDriver(ts_env.client, task_queue)
-        _acc, cv = await _raise_critical(d)
-        st = await _wait_status(ts_env.client, cv, lambda st: st.phone_task_id is not None, timeout=30)
-        assert st.level == 0  # no waiting out the 10 minutes on a dead channel
-        rows = _attempts(cv)
+        _acc, cv = await raise_by_signing(d)
+        st = await wait_status(ts_env.client, cv, lambda st: st.phone_task_id is not None, timeout=30)
+        assert st.level == 0  # no waiting out the clock on a dead channel
+        rows = attempts(cv)
         assert len(rows) == 3 and not any(r.delivered for r in rows) and all(r.error for r in rows)
+        await d.complete_in(cv, "critical_phone_call", Role.radiologist,
+                            {"called_person_name": "孙医生", "read_back": FINDING})
+        await respond(d, cv)
+        await wait_status(ts_env.client, cv, lambda st: True)
+        notify_sink.fail = False  # the outage ends
+        await ts_env.sleep(timedelta(minutes=10))
+        res = await result(ts_env.client, cv, timeout=30)
+        assert res.channel == "phone_call"
+        backfill = [r for r in attempts(cv) if r.purpose == "critical_backfill"]
+        assert backfill and backfill[-1].delivered
+        assert any("back-filled" in m["title"] for m in notify_sink.received)
 
 
 async def test_read_back_and_role_are_checked_and_a_second_ack_changes_nothing(ts_env, sqlite_database, task_queue, notify_sink) -> None:
     async with build_worker(ts_env.client, task_queue):
         d = LoopDriver(ts_env.client, task_queue)
-        _acc, cv = await _raise_critical(d, finding="急性颅内出血")
+        _acc, cv = await raise_by_signing(d, finding="急性颅内出血", item_code="intracranial_haemorrhage")
         with pytest.raises(Invalid, match="read-back must name the finding"):
-            await loop_commands.acknowledge_critical(ts_env.client, cv, _ack("收到，脑梗"))
+            await loop_commands.acknowledge_critical(ts_env.client, cv, ack("收到，脑梗"))
         with pytest.raises(Forbidden):
+            from tests.support.loop_driver import actor
+            from domain.loop import CriticalAck
             await loop_commands.acknowledge_critical(
                 ts_env.client, cv, CriticalAck(actor=actor(Role.nurse), clinician_name="x", read_back="急性颅内出血"))
-        first = await loop_commands.acknowledge_critical(ts_env.client, cv, _ack("收到：急性颅内出血"))
-        second = await loop_commands.acknowledge_critical(ts_env.client, cv, _ack("again 急性颅内出血"))
+        first = await loop_commands.acknowledge_critical(ts_env.client, cv, ack("收到：急性颅内出血"))
+        second = await loop_commands.acknowledge_critical(ts_env.client, cv, ack("again 急性颅内出血"))
         assert first.acknowledged and second.acknowledged and second.acked_by == "u-clinician"
-        result = await _result(ts_env.client, cv)
-        assert result.channel == "ack"
+        await respond(d, cv)
+        assert (await result(ts_env.client, cv)).channel == "ack"
         with Session(get_engine()) as s:
             assert s.get(CriticalValue, cv).read_back == "收到：急性颅内出血"
+
+
+async def test_no_clinical_action_reminds_the_department_head(ts_env, sqlite_database, task_queue, notify_sink) -> None:
+    async with build_worker(ts_env.client, task_queue):
+        d = LoopDriver(ts_env.client, task_queue)
+        _acc, cv = await raise_by_signing(d)
+        await wait_attempts(cv, 1)
+        await loop_commands.acknowledge_critical(ts_env.client, cv, ack())
+        await d.wait_task(cv, "critical_response")
+        await ts_env.sleep(timedelta(seconds=1801))
+        rows = await wait_attempts(cv, 2)
+        assert rows[-1].purpose == "critical_response_overdue" and rows[-1].recipient == "department_head:respiratory"
+        with pytest.raises(Forbidden):
+            await d.complete_in(cv, "critical_response", Role.radiologist, {"action_taken": "chest drain"})
+        await respond(d, cv)
+        assert (await result(ts_env.client, cv)).channel == "ack"
+        with pytest.raises(Conflict):
+            await respond(d, cv, timeout=1)

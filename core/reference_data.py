@@ -1,0 +1,19 @@
+"""Reference data every center starts from, in production too: the critical-value dictionary.
+
+Only written when absent: once a center edits its dictionary, its versions are its own.
+"""
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from domain.critical_dictionary import SEED_ITEMS
+from domain.critical_tables import CriticalDictionaryVersion
+
+
+def seed_reference_data(session: Session) -> None:
+    if session.exec(select(CriticalDictionaryVersion)).first() is None:
+        session.add(CriticalDictionaryVersion(
+            version=1, created_by="system", note="seed: common radiology critical values",
+            items=[i.model_dump(mode="json") for i in SEED_ITEMS],
+        ))
+        session.flush()
