@@ -8,11 +8,23 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlmodel import select
+from pydantic import BaseModel
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, SQLModel, select
 
 from core.db import session_scope
-from domain.imaging_tables import MppsRecord, ReconciliationItem
-from domain.tables import ExamOrder
+from domain.imaging_tables import (
+    ImagingInstance,
+    ImagingSeries,
+    ImagingStudy,
+    MppsRecord,
+    QuarantinedObject,
+    ReconciliationItem,
+)
+from domain.tables import ExamOrder, PatientIdentifier, WorklistEntry
+from integrations.dicom.instance_facts import InstanceFacts
 
 
 def now() -> datetime:
@@ -58,3 +70,110 @@ def open_reconciliations(kind: str | None = None) -> list[ReconciliationItem]:
         if kind:
             stmt = stmt.where(ReconciliationItem.kind == kind)
         return list(s.exec(stmt))
+
+
+# ---- image index ---------------------------------------------------------------------
+class IndexOutcome(BaseModel):
+    new: bool
+    order_accession: str | None = None
+    reconciliation_id: str | None = None
+
+
+def _insert_ignore(session: Session, model: type[SQLModel], values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING; True if the row is new.
+
+    Writing first takes SQLite's write lock before any read, so concurrent
+    associations serialise instead of failing on a stale snapshot; on PostgreSQL
+    the unique key does the same job.
+    """
+    dialect = session.get_bind().dialect.name
+    ins = pg_insert if dialect == "postgresql" else sqlite_insert
+    table = model.__table__  # type: ignore[attr-defined]
+    pk = list(table.primary_key.columns)[0]
+    stmt = ins(table).values(**values).on_conflict_do_nothing().returning(pk)
+    # RETURNING, not rowcount: psycopg reports no reliable rowcount for ON CONFLICT DO NOTHING.
+    return session.execute(stmt).first() is not None
+
+
+def _patient_matches(session: Session, order: ExamOrder, patient_id: str) -> bool:
+    if not patient_id or patient_id == order.patient_id:
+        return True
+    return session.exec(select(PatientIdentifier).where(
+        PatientIdentifier.patient_id == order.patient_id, PatientIdentifier.value == patient_id)).first() is not None
+
+
+def _find_order(session: Session, facts: InstanceFacts) -> tuple[str | None, str]:
+    """(accession, '') when the study belongs to an order, else (None, why not)."""
+    order = session.get(ExamOrder, facts.accession_number) if facts.accession_number else None
+    if order is None:
+        entry = session.exec(select(WorklistEntry).where(
+            WorklistEntry.study_instance_uid == facts.study_instance_uid)).first()
+        order = session.get(ExamOrder, entry.accession_number) if entry else None
+    if order is None:
+        return None, f"no order for accession {facts.accession_number or '(none)'} or this Study Instance UID"
+    if not _patient_matches(session, order, facts.patient_id):
+        return None, f"patient ID {facts.patient_id} does not match order {order.accession_number}"
+    return order.accession_number, ""
+
+
+def index_instance(facts: InstanceFacts, rel_path: str, size: int, calling_ae: str) -> IndexOutcome:
+    """Index one stored instance, its series and study; link the study to its order once."""
+    at = now()
+    with session_scope() as s:
+        if not _insert_ignore(s, ImagingInstance, {
+            "sop_instance_uid": facts.sop_instance_uid, "series_instance_uid": facts.series_instance_uid,
+            "study_instance_uid": facts.study_instance_uid, "sop_class_uid": facts.sop_class_uid,
+            "transfer_syntax_uid": facts.transfer_syntax_uid, "instance_number": facts.instance_number,
+            "rel_path": rel_path, "size_bytes": size, "calling_ae": calling_ae, "received_at": at,
+        }):
+            return IndexOutcome(new=False)
+        new_series = _insert_ignore(s, ImagingSeries, {
+            "series_instance_uid": facts.series_instance_uid, "study_instance_uid": facts.study_instance_uid,
+            "modality": facts.modality, "series_number": facts.series_number,
+            "series_description": facts.series_description, "body_part_examined": facts.body_part_examined,
+            "num_instances": 0,
+        })
+        _insert_ignore(s, ImagingStudy, {
+            "study_instance_uid": facts.study_instance_uid, "patient_id": facts.patient_id,
+            "patient_name": facts.patient_name, "patient_birth_date": facts.patient_birth_date,
+            "patient_sex": facts.patient_sex, "accession_number": facts.accession_number,
+            "study_date": facts.study_date, "study_time": facts.study_time, "study_id": facts.study_id,
+            "study_description": facts.study_description, "referring_physician_name": facts.referring_physician_name,
+            "modalities": "", "specific_character_set": facts.specific_character_set,
+            "num_series": 0, "num_instances": 0, "first_received_at": at, "last_received_at": at,
+        })
+        s.exec(update(ImagingSeries).where(ImagingSeries.series_instance_uid == facts.series_instance_uid)  # type: ignore[call-overload]
+               .values(num_instances=ImagingSeries.num_instances + 1))
+        s.exec(update(ImagingStudy).where(ImagingStudy.study_instance_uid == facts.study_instance_uid)  # type: ignore[call-overload]
+               .values(num_instances=ImagingStudy.num_instances + 1,
+                       num_series=ImagingStudy.num_series + (1 if new_series else 0), last_received_at=at))
+        study = s.get(ImagingStudy, facts.study_instance_uid)
+        assert study is not None
+        if new_series and facts.modality and facts.modality not in study.modalities.split():
+            study.modalities = " ".join([*study.modalities.split(), facts.modality])
+        outcome = IndexOutcome(new=True, order_accession=study.order_accession)
+        if study.order_accession is None:
+            accession, why = _find_order(s, facts)
+            if accession is not None:
+                study.order_accession = outcome.order_accession = accession
+            else:
+                rid = f"unmatched_study:{facts.study_instance_uid}"
+                if s.get(ReconciliationItem, rid) is None:
+                    s.add(ReconciliationItem(
+                        id=rid, kind="unmatched_study", study_instance_uid=facts.study_instance_uid,
+                        accession_number=facts.accession_number, patient_id=facts.patient_id,
+                        patient_name=facts.patient_name, reason=why))
+                outcome.reconciliation_id = rid
+        s.add(study)
+        return outcome
+
+
+def record_quarantine(row: QuarantinedObject) -> None:
+    with session_scope() as s:
+        s.add(row)
+
+
+def instance_path(sop_instance_uid: str) -> str | None:
+    with session_scope() as s:
+        row = s.get(ImagingInstance, sop_instance_uid)
+        return row.rel_path if row else None

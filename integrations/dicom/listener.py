@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 from typing import Any
 
 from pydicom.uid import (
@@ -33,7 +34,7 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.events import Event
 from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
@@ -71,6 +72,9 @@ def tune_connection(event: Event) -> None:
 
 def build_ae(ctx: ListenerContext) -> tuple[AE, list[Any]]:
     """The AE with every supported context, and the event handlers to bind when serving."""
+    # Storage spools each data set to a file instead of memory (bounded memory, no copy):
+    # a process-wide pynetdicom switch, so it is set where the AE is built.
+    _config.STORE_RECV_CHUNKED_DATASET = True
     ae = AE(ae_title=ctx.settings.ae_title)
     ae.maximum_pdu_size = ctx.settings.dicom_max_pdu
     ae.maximum_associations = 64
@@ -116,6 +120,7 @@ def start_threaded(ctx: ListenerContext, port: int, host: str = "127.0.0.1") -> 
 def serve(settings: Settings) -> None:
     """Serve in this process until SIGTERM/SIGINT."""
     ctx = make_context(settings)
+    tempfile.tempdir = str(ctx.store.incoming)  # spool next to the store, so storing is a rename
     ae, handlers = build_ae(ctx)
     host = os.environ.get("RADLOOP_DICOM_HOST", settings.dicom_host)
     server = ae.make_server((host, settings.dicom_port), evt_handlers=handlers, server_class=_SharedPortServer)
@@ -147,6 +152,8 @@ def _child(_: int) -> None:
 def main() -> int:
     _configure_logging()
     settings = get_settings()
+    for stale in DicomStore(settings.data_dir / "dicom").incoming.glob("*"):
+        stale.unlink(missing_ok=True)  # spool files of associations that died mid-transfer
     n = max(1, settings.dicom_listener_processes)
     if n == 1:
         serve(settings)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pynetdicom import evt
+from pynetdicom.presentation import StoragePresentationContexts
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
     ModalityWorklistInformationFind,
@@ -16,6 +17,7 @@ from integrations.dicom.context import ListenerContext
 from integrations.dicom.handlers.echo import handle_echo
 from integrations.dicom.handlers.find import handle_find
 from integrations.dicom.handlers.mpps import handle_n_create, handle_n_set
+from integrations.dicom.handlers.store import handle_store
 
 
 @dataclass(frozen=True)
@@ -34,10 +36,14 @@ class Service:
 
 
 FIND_CLASSES: tuple[str, ...] = (ModalityWorklistInformationFind,)
+# pynetdicom's list of storage SOP classes (images, SR, PDF, presentation states, ...).
+STORAGE_CLASSES: tuple[str, ...] = tuple(str(cx.abstract_syntax) for cx in StoragePresentationContexts)
 
 SERVICES: list[Service] = [
     Service("verification", (Verification,), lambda ctx: [(evt.EVT_C_ECHO, handle_echo)]),
     Service("find", FIND_CLASSES, lambda ctx: [(evt.EVT_C_FIND, handle_find, [ctx])]),
     Service("mpps", (ModalityPerformedProcedureStep,),
             lambda ctx: [(evt.EVT_N_CREATE, handle_n_create, [ctx]), (evt.EVT_N_SET, handle_n_set, [ctx])]),
+    Service("storage", STORAGE_CLASSES, lambda ctx: [(evt.EVT_C_STORE, handle_store, [ctx])],
+            compressed=True, storage_role=True),
 ]

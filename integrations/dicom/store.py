@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import uuid
 from pathlib import Path
 
@@ -60,11 +61,43 @@ class DicomStore:
             os.unlink(tmp)
         return True
 
-    def quarantine(self, data: bytes | memoryview, qid: str) -> str:
+    def adopt(self, src: Path, rel: str) -> bool:
+        """Move a received file (already in DICOM File Format) to `rel`; False if it was already stored.
+
+        A hard link then unlink is atomic and never overwrites: the first copy wins.
+        Across file systems it falls back to copying.
+        """
+        final = self.root / rel
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, final)
+        except FileExistsError:
+            src.unlink(missing_ok=True)
+            return False
+        except OSError:  # another file system: copy next to the target, then link
+            tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
+            shutil.copyfile(src, tmp)
+            src.unlink(missing_ok=True)
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                return False
+            finally:
+                tmp.unlink(missing_ok=True)
+            return True
+        src.unlink(missing_ok=True)
+        return True
+
+    @property
+    def incoming(self) -> Path:
+        """Where pynetdicom spools C-STORE data sets (same file system, so adopt() is a rename)."""
+        path = self.root / "_incoming"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def quarantine(self, src: Path, qid: str) -> str:
         """Keep refused bytes for a person to look at; returns the path relative to the root."""
-        day_dir = self.quarantine_root
-        day_dir.mkdir(parents=True, exist_ok=True)
-        rel = f"_quarantine/{qid}.bin"
-        with open(self.root / rel, "wb") as f:
-            f.write(data)
+        self.quarantine_root.mkdir(parents=True, exist_ok=True)
+        rel = f"_quarantine/{qid}.dcm"
+        shutil.move(src, self.root / rel)
         return rel

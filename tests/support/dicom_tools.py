@@ -103,3 +103,28 @@ def mpps_send(port: int, calling_ae: str, op: str, uid: str, ds: Dataset) -> Dim
         return _answer(status)
     finally:
         assoc.release()
+
+
+def store_raw(port: int, path: Path, extra_sop_class: str | None = None) -> tuple[DimseAnswer | None, bool]:
+    """Send a file's bytes as they are (pynetdicom chunked send: no decode, no re-encode).
+
+    Returns the C-STORE answer and whether `extra_sop_class` (proposed too) was accepted.
+    """
+    from pynetdicom import AE, _config
+
+    meta = pydicom.dcmread(path, stop_before_pixels=True).file_meta
+    ae = AE(ae_title="BADSCU")
+    ae.add_requested_context(meta.MediaStorageSOPClassUID, [meta.TransferSyntaxUID])
+    if extra_sop_class:
+        ae.add_requested_context(extra_sop_class)
+    before = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    assoc = ae.associate("127.0.0.1", port, ae_title="RADLOOP")
+    assert assoc.is_established
+    try:
+        accepted = any(cx.abstract_syntax == extra_sop_class for cx in assoc.accepted_contexts)
+        status = assoc.send_c_store(path)
+        return (_answer(status) if status else None), accepted
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = before
+        assoc.release()
