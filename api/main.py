@@ -15,7 +15,17 @@ from temporalio.client import Client
 
 from api.deps import TemporalConnector
 from api.errors import TemporalUnavailable, install_error_handlers
-from api.routes import codec, critical_values, dev_notifications, health, loops, orders, tasks, ui_schemas
+from api.routes import (
+    codec,
+    critical_dictionary,
+    critical_values,
+    dev_notifications,
+    health,
+    loops,
+    orders,
+    tasks,
+    ui_schemas,
+)
 from core.config import get_settings
 
 
@@ -47,7 +57,7 @@ def create_app(temporal_client: Client | None = None) -> FastAPI:
     )
     app.state.temporal = TemporalConnector(temporal_client)
     install_error_handlers(app)
-    for module in (health, orders, tasks, ui_schemas, loops, critical_values, codec):
+    for module in (health, orders, tasks, ui_schemas, loops, critical_values, critical_dictionary, codec):
         app.include_router(module.router)
     if not settings.is_production:
         app.include_router(dev_notifications.router)

@@ -1,25 +1,34 @@
-"""Critical values (R7.1.3): the closed loop's rows, and the clinician's acknowledgment with read-back."""
+"""Critical values (R7.1.3, R8.7): raise, acknowledge with read-back, outcome, compliance metrics."""
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+import csv
+import io
+from datetime import datetime, timezone
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
 from api.deps import CurrentUser, SessionDep, TemporalConnectorDep, actor_of, in_thread, require_roles
 from api.errors import ErrorBody
 from core.db import session_scope
+from activities.critical import current_dictionary
+from domain.charts import weekly_compliance_svg
+from domain.critical_metrics import CSV_COLUMNS, CriticalFacts, CriticalMetrics, compute, csv_row
 from domain.enums import Role
-from domain.loop import CriticalAck, CriticalStatus
+from domain.loop import ActionAck, CriticalAck, CriticalRaise, CriticalStatus
 from domain.tables import CriticalValue, NotificationAttempt, User
-from services.errors import NotFound
-from services.loop_commands import acknowledge_critical
+from services.errors import Invalid, NotFound
+from services.loop_commands import acknowledge_critical, raise_critical
 
 router = APIRouter(prefix="/api/v1/critical-values", tags=["critical values"])
 
 Clinician = Annotated[User, Depends(require_roles(Role.clinician))]
+Raiser = Annotated[User, Depends(require_roles(Role.technologist, Role.resident, Role.radiologist, Role.senior_radiologist))]
+QualityOffice = Annotated[User, Depends(require_roles(Role.manager, Role.qc_officer))]
+OutcomeRecorder = Annotated[User, Depends(require_roles(Role.radiologist, Role.senior_radiologist, Role.qc_officer))]
 
 
 class CriticalValuePublic(BaseModel):
@@ -35,6 +44,15 @@ class CriticalValuePublic(BaseModel):
     ack_name: str | None
     read_back: str | None
     ack_channel: str | None
+    item_code: str | None = None
+    dictionary_version: int | None = None
+    needs_verification: bool = False
+    verified_by: str | None = None
+    first_notified_at: datetime | None = None
+    escalations: int = 0
+    action_taken: str | None = None
+    closed_at: datetime | None = None
+    outcome: str | None = None
 
 
 class NotificationAttemptPublic(BaseModel):
@@ -76,6 +94,101 @@ def list_critical_values(_user: CurrentUser, session: SessionDep, accession: str
     if accession:
         stmt = stmt.where(CriticalValue.accession_number == accession)
     return [_public(r) for r in session.exec(stmt).all()]
+
+
+class RaiseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    accession_number: str = Field(min_length=1, max_length=32)
+    finding: str = Field(min_length=1, max_length=200)
+    item_code: str | None = Field(None, max_length=64, description="Dictionary item; omitted -> matched by text")
+
+
+@router.post("", response_model=ActionAck, status_code=202,
+             responses={403: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+async def raise_critical_value(body: RaiseIn, user: Raiser, temporal: TemporalConnectorDep) -> ActionAck:
+    """Whoever finds a critical value first raises it (R7.1.3 (3)); a junior's goes to a senior to verify.
+
+    The reply's `detail` is the new critical value's ID.
+    """
+    if body.item_code is not None:
+        _version, items = await in_thread(current_dictionary)
+        if body.item_code not in {i.code for i in items}:
+            raise Invalid(f"unknown critical-value dictionary item {body.item_code!r}")
+    req = CriticalRaise(actor=actor_of(user), finding=body.finding, item_code=body.item_code)
+    return await raise_critical(await temporal.get(), body.accession_number, req)
+
+
+def _facts(since: datetime | None, until: datetime | None) -> list[CriticalFacts]:
+    with session_scope() as session:
+        stmt = select(CriticalValue)
+        if since:
+            stmt = stmt.where(CriticalValue.raised_at >= since)
+        if until:
+            stmt = stmt.where(CriticalValue.raised_at < until)
+        return [CriticalFacts.model_validate(r.model_dump()) for r in session.exec(stmt).all()]
+
+
+Since = Annotated[datetime | None, Query(alias="from", description="Raised at or after (ISO 8601)")]
+Until = Annotated[datetime | None, Query(alias="to", description="Raised before (ISO 8601)")]
+
+
+@router.get("/metrics", response_model=CriticalMetrics, responses={200: {"content": {"text/csv": {}}}})
+async def metrics(_user: QualityOffice, since: Since = None, until: Until = None,
+                  format: Literal["json", "csv"] = "json") -> CriticalMetrics | Response:
+    """Compliance (R8.7): notified within 10 minutes, time to ack p50/p90/p99, by department and reader,
+    out-of-compliance list with reasons, escalations, concordance; `format=csv` gives one row per value."""
+    rows = await in_thread(_facts, since, until)
+    if format == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(csv_row(r) for r in sorted(rows, key=lambda r: r.raised_at))
+        return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="critical-values.csv"'})
+    return compute(rows, datetime.now(timezone.utc))
+
+
+@router.get("/metrics/weekly.svg", response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}})
+async def weekly_chart(_user: QualityOffice, since: Since = None, until: Until = None) -> Response:
+    """Share notified within 10 minutes and median time to acknowledgment, per week, as SVG."""
+    m = compute(await in_thread(_facts, since, until), datetime.now(timezone.utc))
+    svg = weekly_compliance_svg([w.week_start for w in m.weekly], [w.notified_within_10_rate for w in m.weekly],
+                                [w.ack_p50_seconds for w in m.weekly], "危急值 10 分钟通报率 / Critical values notified within 10 min")
+    return Response(svg, media_type="image/svg+xml")
+
+
+@router.get("/report", response_class=HTMLResponse)
+async def report_page(_user: QualityOffice, since: Since = None, until: Until = None) -> HTMLResponse:
+    """The quality office's page: the chart, the headline figures and what was out of compliance."""
+    from api.pages import render
+
+    m = compute(await in_thread(_facts, since, until), datetime.now(timezone.utc))
+    svg = weekly_compliance_svg([w.week_start for w in m.weekly], [w.notified_within_10_rate for w in m.weekly],
+                                [w.ack_p50_seconds for w in m.weekly], "危急值 10 分钟通报率 / Critical values notified within 10 min")
+    return HTMLResponse(render("critical_report.html", m=m, svg=svg))
+
+
+class OutcomeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    outcome: Literal["confirmed", "not_confirmed"]
+    note: str = Field("", max_length=2000)
+
+
+def _record_outcome(cv_id: str, body: OutcomeIn, user_id: str) -> CriticalValuePublic:
+    with session_scope() as session:
+        row = _get(session, cv_id)
+        row.outcome, row.outcome_note, row.outcome_at = body.outcome, body.note or None, datetime.now(timezone.utc)
+        session.add(row)
+        session.flush()
+        return _public(row)
+
+
+@router.post("/{cv_id}/outcome", response_model=CriticalValuePublic, responses={404: {"model": ErrorBody}})
+async def record_outcome(cv_id: str, body: OutcomeIn, user: OutcomeRecorder) -> CriticalValuePublic:
+    """Concordance (R8.7): whether the later clinical outcome confirmed the critical finding."""
+    return await in_thread(_record_outcome, cv_id, body, user.id)
 
 
 @router.get("/{cv_id}", response_model=CriticalValueDetail, responses={404: {"model": ErrorBody}})
