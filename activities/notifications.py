@@ -15,7 +15,7 @@ from datetime import datetime
 
 import apprise
 from pydantic import BaseModel
-from sqlmodel import select
+from sqlmodel import col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -87,8 +87,19 @@ def _send(url: str, title: str, body: str) -> str | None:
     return None if sender.notify(title=title, body=body) else "delivery failed"
 
 
+def _already_delivered(key: str) -> NotificationAttempt | None:
+    """A retry after a crash between sending and completing must not page anyone twice."""
+    with session_scope() as s:
+        return s.exec(select(NotificationAttempt).where(
+            col(NotificationAttempt.id).startswith(f"{key}/try-"), NotificationAttempt.delivered == True  # noqa: E712
+        )).first()
+
+
 @activity.defn
 def send_notification(n: Notice) -> Delivery:
+    done = _already_delivered(n.key)
+    if done is not None:
+        return Delivery(attempt_id=done.id, delivered=True, channel=done.channel)
     attempt = activity.info().attempt
     base_id = f"{n.key}/try-{attempt}"
     urls = resolve_urls(n.recipient_kind, n.recipient_id, n.department_id)

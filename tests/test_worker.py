@@ -2,11 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 from sqlmodel import Session, select
 
@@ -16,21 +12,12 @@ from domain.loop import ExamEvent
 from domain.tables import ExamRecord, HumanTask
 from services import loop_commands
 from tests.support.loop_driver import LoopDriver, actor
+from tests.support.worker_process import start_worker
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _start_worker(dev_env, task_queue: str) -> subprocess.Popen:
-    env = os.environ | {
-        "RADLOOP_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-        "RADLOOP_TEMPORAL_TASK_QUEUE": task_queue,
-    }
-    return subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 async def test_killed_worker_resumes_the_loop(dev_env, sqlite_database, task_queue, notify_sink) -> None:
-    worker = _start_worker(dev_env, task_queue)
+    worker = start_worker(dev_env, task_queue)
     try:
         d = LoopDriver(dev_env.client, task_queue)
         acc = (await d.place()).accession_number
@@ -43,7 +30,7 @@ async def test_killed_worker_resumes_the_loop(dev_env, sqlite_database, task_que
             dev_env.client, acc, ExamEvent(kind="started", actor=actor(Role.technologist))))
         await asyncio.sleep(1.0)
         assert not started.done()
-        worker = _start_worker(dev_env, task_queue)
+        worker = start_worker(dev_env, task_queue)
         ack = await asyncio.wait_for(started, 60)
         assert ack.accepted
         await d.wait_step(acc, "in_exam", timeout=30)
