@@ -42,6 +42,7 @@ from core.config import Settings, get_settings
 from core.temporal import connect
 from integrations.dicom.context import ListenerContext
 from integrations.dicom.loop_bridge import LoopBridge
+from integrations.dicom import stored
 from integrations.dicom.services import SERVICES
 from integrations.dicom.store import DicomStore
 
@@ -75,6 +76,7 @@ def build_ae(ctx: ListenerContext) -> tuple[AE, list[Any]]:
     # Storage spools each data set to a file instead of memory (bounded memory, no copy):
     # a process-wide pynetdicom switch, so it is set where the AE is built.
     _config.STORE_RECV_CHUNKED_DATASET = True
+    stored.install()  # C-GET / C-MOVE stream stored files as they are
     ae = AE(ae_title=ctx.settings.ae_title)
     ae.maximum_pdu_size = ctx.settings.dicom_max_pdu
     ae.maximum_associations = 64

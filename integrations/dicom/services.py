@@ -10,6 +10,12 @@ from pynetdicom.presentation import StoragePresentationContexts
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ModalityPerformedProcedureStep,
     ModalityWorklistInformationFind,
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
 
@@ -17,6 +23,7 @@ from integrations.dicom.context import ListenerContext
 from integrations.dicom.handlers.echo import handle_echo
 from integrations.dicom.handlers.find import handle_find
 from integrations.dicom.handlers.mpps import handle_n_create, handle_n_set
+from integrations.dicom.handlers.retrieve import handle_get, handle_move
 from integrations.dicom.handlers.store import handle_store
 
 
@@ -35,7 +42,11 @@ class Service:
         return self.bind(ctx)
 
 
-FIND_CLASSES: tuple[str, ...] = (ModalityWorklistInformationFind,)
+FIND_CLASSES: tuple[str, ...] = (
+    ModalityWorklistInformationFind,
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+)
 # pynetdicom's list of storage SOP classes (images, SR, PDF, presentation states, ...).
 STORAGE_CLASSES: tuple[str, ...] = tuple(str(cx.abstract_syntax) for cx in StoragePresentationContexts)
 
@@ -44,6 +55,10 @@ SERVICES: list[Service] = [
     Service("find", FIND_CLASSES, lambda ctx: [(evt.EVT_C_FIND, handle_find, [ctx])]),
     Service("mpps", (ModalityPerformedProcedureStep,),
             lambda ctx: [(evt.EVT_N_CREATE, handle_n_create, [ctx]), (evt.EVT_N_SET, handle_n_set, [ctx])]),
+    Service("get", (PatientRootQueryRetrieveInformationModelGet, StudyRootQueryRetrieveInformationModelGet),
+            lambda ctx: [(evt.EVT_C_GET, handle_get, [ctx])]),
+    Service("move", (PatientRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelMove),
+            lambda ctx: [(evt.EVT_C_MOVE, handle_move, [ctx])]),
     Service("storage", STORAGE_CLASSES, lambda ctx: [(evt.EVT_C_STORE, handle_store, [ctx])],
             compressed=True, storage_role=True),
 ]
