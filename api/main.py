@@ -19,6 +19,7 @@ from api.routes import (
     codec,
     critical_dictionary,
     critical_values,
+    departments,
     dev_notifications,
     health,
     loops,
@@ -57,7 +58,7 @@ def create_app(temporal_client: Client | None = None) -> FastAPI:
     )
     app.state.temporal = TemporalConnector(temporal_client)
     install_error_handlers(app)
-    for module in (health, orders, tasks, ui_schemas, loops, critical_values, critical_dictionary, codec):
+    for module in (health, orders, tasks, ui_schemas, loops, critical_values, critical_dictionary, departments, codec):
         app.include_router(module.router)
     if not settings.is_production:
         app.include_router(dev_notifications.router)

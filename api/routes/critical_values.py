@@ -16,6 +16,7 @@ from api.errors import ErrorBody
 from core.db import session_scope
 from activities.critical import current_dictionary
 from domain.charts import weekly_compliance_svg
+from domain.critical_text import Suggestion, suggest
 from domain.critical_metrics import CSV_COLUMNS, CriticalFacts, CriticalMetrics, compute, csv_row
 from domain.enums import Role
 from domain.loop import ActionAck, CriticalAck, CriticalRaise, CriticalStatus
@@ -117,6 +118,23 @@ async def raise_critical_value(body: RaiseIn, user: Raiser, temporal: TemporalCo
             raise Invalid(f"unknown critical-value dictionary item {body.item_code!r}")
     req = CriticalRaise(actor=actor_of(user), finding=body.finding, item_code=body.item_code)
     return await raise_critical(await temporal.get(), body.accession_number, req)
+
+
+class SuggestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=20000)
+    modality: str | None = Field(None, pattern=r"^[A-Z]{2,4}$")
+
+
+@router.post("/suggestions", response_model=list[Suggestion])
+async def suggestions(body: SuggestIn, _user: Raiser) -> list[Suggestion]:
+    """Dictionary items the report text mentions, not negated ("未见气胸" is no pneumothorax).
+
+    Only a prompt: raising a critical value stays a human decision (R8.7.2).
+    """
+    _version, items = await in_thread(current_dictionary)
+    return suggest(body.text, items, body.modality)
 
 
 def _facts(since: datetime | None, until: datetime | None) -> list[CriticalFacts]:

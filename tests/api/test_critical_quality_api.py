@@ -94,3 +94,32 @@ async def test_raise_checks_role_and_dictionary_before_the_loop(api, auth, sessi
     assert (await api.post("/api/v1/critical-values", json=body, headers=auth("clinician"))).status_code == 403
     r = await api.post("/api/v1/critical-values", json=body, headers=auth("technologist"))
     assert r.status_code == 422 and "no_such_item" in r.json()["detail"]
+
+
+async def test_suggestions_are_negation_aware(api, auth, session, users):
+    seed_reference_data(session)
+    session.commit()
+    r = await api.post("/api/v1/critical-values/suggestions", json={"text": "未见气胸。右侧主动脉夹层。", "modality": "CT"},
+                       headers=auth("resident"))
+    assert r.status_code == 200 and [x["code"] for x in r.json()] == ["aortic_dissection"]
+
+
+async def test_department_ladder_setup(api, auth, session, users):
+    from domain.tables import Department
+
+    session.add(Department(id="respiratory", name="呼吸内科"))
+    session.commit()
+    contact = {"rung": "department_head", "name": "王主任", "phone": "8201", "notify_urls": ["json://his-gateway.example/hook?token=s3cret"]}
+    assert (await api.put("/api/v1/departments/respiratory/critical-contacts/resp-head", json=contact,
+                          headers=auth("clinician"))).status_code == 403
+    r = await api.put("/api/v1/departments/respiratory/critical-contacts/resp-head", json=contact, headers=auth("qc_officer"))
+    assert r.status_code == 200, r.text
+    assert r.json()["contacts"] == [{"id": "resp-head", "rung": "department_head", "name": "王主任", "user_id": None,
+                                     "phone": "8201", "channels": ["json://his-gateway.example"]}]
+    bad = {"name": "WeCom", "apprise_url": "nonsense"}
+    assert (await api.put("/api/v1/departments/respiratory/critical-channels/wecom", json=bad,
+                          headers=auth("manager"))).status_code == 422
+    ok = {"name": "WeCom group", "apprise_url": "json://wecom.example/hook"}
+    r = await api.put("/api/v1/departments/respiratory/critical-channels/wecom", json=ok, headers=auth("manager"))
+    assert [c["channel"] for c in r.json()["channels"]] == ["json://wecom.example"]
+    assert (await api.get("/api/v1/departments/nope/critical-setup", headers=auth("manager"))).status_code == 404
