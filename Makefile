@@ -1,7 +1,7 @@
 # The operator's entry points (shared/spec/interfaces.md): each sets up what is missing first.
 PY := .venv/bin/python
 
-.PHONY: setup run test bench demo
+.PHONY: setup run test bench bench-hl7 demo
 
 setup:
 	@bash scripts/setup.sh
@@ -14,6 +14,10 @@ test: setup
 
 bench: setup
 	$(PY) -m bench
+
+# HL7 orders: MLLP receipt -> durable AA against the same order over REST (bench/hl7_orders.py).
+bench-hl7: setup
+	$(PY) -m bench.hl7_orders
 
 demo: setup
 	$(PY) scripts/demo.py

@@ -4,10 +4,10 @@ The order of steps is the contract (interfaces.md "AA is sent only after the
 message is durable"):
 1. read MSH (charset, delimiters); unreadable -> AR, logged, nothing else done;
 2. refuse unsupported type/event/version/processing ID -> AR;
-3. claim (sender, MSH-10) in the log; a finished resend replays the stored ACK;
+3. look up (sender, MSH-10) in the log: a resend gets the stored ACK, nothing else;
 4. parse with hl7apy and run the handler, which commits rows / starts or signals
    the loop before returning; content errors -> AE with ERR, "not now" -> AR;
-5. store the ACK and timing, then answer.
+5. store the message with its ACK and timing, then answer.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from domain.tables import utcnow
 from integrations.hl7 import log as msglog
 from integrations.hl7.ack import FALLBACK_HEADER, accept_ack_wanted, build_ack, encode, response_code
 from integrations.hl7.adt import handle_adt
@@ -31,7 +32,8 @@ from integrations.hl7.parse import (
     ParsedMessage,
     check_header,
     decode,
-    parse,
+    parse_async,
+    start_check,
     read_header,
 )
 
@@ -80,15 +82,23 @@ class InboundProcessor:
         except HL7Reject as err:
             return await self._refuse_unclaimed(raw, len(raw), peer, started, err, header)
 
-        claim = await asyncio.to_thread(msglog.claim, self.ctx.sessions, header, raw, str(peer))
-        if claim.replay_ack is not None:
+        received_at = utcnow()
+        try:
+            message_text = decode(raw, header)
+        except UnicodeDecodeError:  # read_header decoded the same bytes already
+            message_text = ""
+        check = start_check(message_text)  # hl7apy works in its process while the log is asked about a resend
+        previous = await asyncio.to_thread(msglog.lookup, self.ctx.sessions, header)
+        if previous is not None and previous.ack is not None:
+            check.cancel()
             log.info("resend of %s from %s: replaying the stored ACK", header.control_id, header.sender)
-            return claim.replay_ack
+            await asyncio.to_thread(msglog.record_duplicate, self.ctx.sessions, header, raw, str(peer), previous)
+            return previous.ack
 
         summary: dict[str, Any] = {"message_type": header.type_event}
         code, issues, text, transient = "AA", [], "", False
         try:
-            parsed = parse(decode(raw, header), header)
+            parsed = await parse_async(message_text, header, check)
             outcome = await HANDLERS[header.type_event](parsed, self.ctx, summary)
             text = outcome.text
         except HL7Reject as err:
@@ -98,18 +108,17 @@ class InboundProcessor:
             code, transient = "AR", True
             issues = [Issue(ErrorCode.internal_error, f"internal error: {type(err).__name__}: {err}")]
         ack = encode(build_ack(header, code, issues, text), header)  # type: ignore[arg-type]
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        status = {"AA": "processed", "AE": "error", "AR": "rejected"}[code]
+        result = msglog.Outcome(
+            status={"AA": "processed", "AE": "error", "AR": "rejected"}[code], ack=ack,
+            ack_code=response_code(code, header), summary=summary,  # type: ignore[arg-type]
+            error="; ".join(i.text for i in issues) or None,
+            processing_ms=(time.perf_counter() - started) * 1000, transient=transient,
+            application_ack_code=code if header.application_ack_type else None,
+        )
         try:
-            await asyncio.to_thread(
-                msglog.finish, self.ctx.sessions, claim.row_id, status=status, ack=ack,
-                ack_code=response_code(code, header), summary=summary,  # type: ignore[arg-type]
-                error="; ".join(i.text for i in issues) or None, processing_ms=elapsed_ms,
-                transient=transient,
-                application_ack_code=code if header.application_ack_type else None,
-            )
-        except Exception:  # noqa: BLE001 - the effect is durable; a resend replays or re-processes safely
-            log.exception("could not store the ACK of %s", header.control_id)
+            await asyncio.to_thread(msglog.record, self.ctx.sessions, header, raw, str(peer), received_at, result)
+        except Exception:  # noqa: BLE001 - the effect is durable; a resend re-processes safely
+            log.exception("could not store %s and its ACK", header.control_id)
         return ack if accept_ack_wanted(code, header) else None  # type: ignore[arg-type]
 
     async def _refuse_unclaimed(self, raw: bytes, size: int, peer: Peer, started: float, err: HL7Reject,

@@ -1,10 +1,15 @@
 """Writing and searching the HL7 message log (domain.hl7_tables.HL7Message).
 
-`claim` is the idempotency gate: the first receipt of a (sender, MSH-10) takes
-the unique dedup key; a resend finds the stored ACK and replays it. A resend of
-a message whose first receipt never finished (crash, timeout) is processed again,
-which is safe because every effect behind it is idempotent (placer number unique,
-workflow ID from the accession, cancel validated by the loop).
+Idempotency by (sender, MSH-10): `lookup` reads whether that message was already
+answered, before anything is done, and a resend gets the stored ACK back. The
+log row itself is written once, with the outcome, just before the ACK is sent
+(one write per message, not two: on SQLite every write waits its turn behind the
+worker's). A crash before that write leaves no row and sends no ACK, so the HIS
+resends and the message is processed again, which is safe because every effect
+behind it is idempotent (placer number unique, workflow ID from the accession,
+cancel validated by the loop, demographics set to what was sent). Two identical
+messages racing each other are both processed; the second row is stored as a
+duplicate of the first.
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -25,9 +31,14 @@ SessionFactory = Callable[[], AbstractContextManager[Session]]
 
 
 @dataclass(frozen=True)
-class Claim:
+class Previous:
     row_id: str
-    replay_ack: bytes | None = None  # set: a finished resend, answer with this and do nothing
+    ack: bytes | None
+    ack_code: str | None
+
+
+def dedup_key(header: MessageHeader) -> str:
+    return f"{header.sender}|{header.control_id}"
 
 
 def _header_fields(header: MessageHeader | None) -> dict[str, Any]:
@@ -43,7 +54,7 @@ def _header_fields(header: MessageHeader | None) -> dict[str, Any]:
 
 def record_unreadable(sessions: SessionFactory, raw: bytes, size: int, peer: str,
                       header: MessageHeader | None, error: str, ack: bytes, ack_code: str) -> str:
-    """A message refused before it could be claimed (no MSH, bad charset, oversized)."""
+    """A message refused before it was processed (no MSH, bad charset, unsupported, oversized)."""
     row = HL7Message(id=str(uuid.uuid4()), direction="inbound", raw=raw, raw_size=size, peer=peer,
                      status="rejected", error=error, ack_raw=ack, ack_code=ack_code, acked_at=utcnow(),
                      **_header_fields(header))
@@ -53,60 +64,65 @@ def record_unreadable(sessions: SessionFactory, raw: bytes, size: int, peer: str
     return row.id
 
 
-def claim(sessions: SessionFactory, header: MessageHeader, raw: bytes, peer: str) -> Claim:
-    key = f"{header.sender}|{header.control_id}"
-    row_id = str(uuid.uuid4())
-    fields = _header_fields(header)
+def lookup(sessions: SessionFactory, header: MessageHeader) -> Previous | None:
+    """The first receipt of this (sender, MSH-10), if it was answered for good."""
     with sessions() as s:
-        s.add(HL7Message(id=row_id, direction="inbound", dedup_key=key, raw=raw, raw_size=len(raw),
-                         peer=peer, **fields))
+        first = s.exec(select(HL7Message).where(HL7Message.dedup_key == dedup_key(header))).first()
+        return Previous(first.id, first.ack_raw, first.ack_code) if first is not None else None
+
+
+def record_duplicate(sessions: SessionFactory, header: MessageHeader, raw: bytes, peer: str,
+                     previous: Previous) -> None:
+    with sessions() as s:
+        s.add(HL7Message(id=str(uuid.uuid4()), direction="inbound", duplicate_of=previous.row_id, raw=raw,
+                         raw_size=len(raw), peer=peer, status="duplicate", ack_raw=previous.ack,
+                         ack_code=previous.ack_code, acked_at=utcnow(), **_header_fields(header)))
+        s.commit()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # processed | error | rejected
+    ack: bytes
+    ack_code: str
+    summary: dict[str, Any]
+    error: str | None
+    processing_ms: float
+    transient: bool  # a "not now" refusal: never replayed, the resend is processed
+    application_ack_code: str | None = None
+
+
+def record(sessions: SessionFactory, header: MessageHeader, raw: bytes, peer: str, received_at: datetime,
+           out: Outcome) -> str:
+    """Store a processed message with its ACK; the first of its (sender, MSH-10) holds the dedup key."""
+    summary = out.summary
+
+    def row(key: str | None, duplicate_of: str | None) -> HL7Message:
+        return HL7Message(
+            id=str(uuid.uuid4()), direction="inbound", dedup_key=key, duplicate_of=duplicate_of, raw=raw,
+            raw_size=len(raw), peer=peer, summary=summary, status=out.status if duplicate_of is None else "duplicate",
+            patient_id=summary.get("patient_id"), patient_identifier=summary.get("patient_identifier"),
+            accession_number=summary.get("accession_number"),
+            placer_order_number=summary.get("placer_order_number"),
+            ack_raw=out.ack, ack_code=out.ack_code, application_ack_code=out.application_ack_code,
+            error=out.error, received_at=received_at, acked_at=utcnow(), processing_ms=out.processing_ms,
+            **_header_fields(header),
+        )
+
+    first = row(None if out.transient else dedup_key(header), None)
+    with sessions() as s:
+        s.add(first)
         try:
             s.commit()
-            return Claim(row_id)
+            return first.id
         except IntegrityError:
-            s.rollback()
+            s.rollback()  # an identical message raced this one and was stored first
+    previous = lookup(sessions, header)
+    dup = row(None, previous.row_id if previous else None)
     with sessions() as s:
-        first = s.exec(select(HL7Message).where(HL7Message.dedup_key == key)).first()
-        done = first is not None and first.ack_raw is not None
-        s.add(HL7Message(
-            id=row_id, direction="inbound", duplicate_of=first.id if first else None, raw=raw,
-            raw_size=len(raw), peer=peer, status="duplicate" if done else "received",
-            ack_raw=first.ack_raw if done else None, ack_code=first.ack_code if done else None,
-            acked_at=utcnow() if done else None, summary=dict(first.summary) if first else {},
-            patient_id=first.patient_id if first else None,
-            accession_number=first.accession_number if first else None,
-            **fields,
-        ))
+        s.add(dup)
         s.commit()
-        return Claim(row_id, first.ack_raw if done and first else None)
-
-
-def finish(sessions: SessionFactory, row_id: str, *, status: str, ack: bytes | None, ack_code: str,
-           summary: dict[str, Any], error: str | None, processing_ms: float, transient: bool,
-           application_ack_code: str | None = None) -> None:
-    """Store the outcome. A transient refusal frees the dedup key, so the resend is processed."""
-    with sessions() as s:
-        row = s.get(HL7Message, row_id)
-        if row is None:
-            return
-        row.status, row.ack_raw, row.ack_code, row.error = status, ack, ack_code, error
-        row.summary = summary
-        row.patient_id = summary.get("patient_id") or row.patient_id
-        row.patient_identifier = summary.get("patient_identifier") or row.patient_identifier
-        row.accession_number = summary.get("accession_number") or row.accession_number
-        row.placer_order_number = summary.get("placer_order_number") or row.placer_order_number
-        row.acked_at, row.processing_ms = utcnow(), processing_ms
-        row.application_ack_code = application_ack_code
-        if transient:
-            row.dedup_key = None
-        if row.duplicate_of and not transient:
-            # A resend that completed an unfinished first receipt: later resends replay this ACK.
-            first = s.get(HL7Message, row.duplicate_of)
-            if first is not None and first.ack_raw is None:
-                first.ack_raw, first.ack_code, first.status = ack, ack_code, status
-                s.add(first)
-        s.add(row)
-        s.commit()
+    return dup.id
 
 
 def search(session: Session, *, control_id: str | None = None, patient: str | None = None,

@@ -26,12 +26,14 @@ ordering clinician's behalf.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from pydantic import ValidationError
 from sqlmodel import select
 from temporalio.client import Client
 
+from core.db import get_engine
 from domain.enums import Role
 from domain.loop import Actor, CancelRequest
 from domain.orders import OrderIn
@@ -142,9 +144,23 @@ def _known_patient(sessions, facts: PersonFacts) -> Patient | None:
     return None
 
 
-def _center_modalities(sessions) -> set[str]:
+MODALITY_CACHE_SECONDS = 60.0
+_modalities: dict[str, tuple[float, set[str]]] = {}  # database URL -> (read at, modalities)
+
+
+def _read_modalities(sessions) -> set[str]:
     with sessions() as s:
-        return {m for room in s.exec(select(Room)).all() for m in room.modalities.split()}
+        found = {m for room in s.exec(select(Room)).all() for m in room.modalities.split()}
+        _modalities[str(s.get_bind().url)] = (time.monotonic(), found)
+    return found
+
+
+async def center_modalities(sessions) -> set[str]:
+    """Modalities some room performs; rooms change rarely, so the answer is kept for a minute."""
+    cached = _modalities.get(str(get_engine().url))
+    if cached is not None and time.monotonic() - cached[0] < MODALITY_CACHE_SECONDS:
+        return cached[1]
+    return await asyncio.to_thread(_read_modalities, sessions)
 
 
 async def _temporal(ctx: InboundContext) -> Client:
@@ -175,7 +191,7 @@ async def new_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, 
         order = OrderIn.model_validate(body)
     except ValidationError as err:
         raise validation_reject(err, from_ipc) from None
-    if order.procedure.modality not in await asyncio.to_thread(_center_modalities, ctx.sessions):
+    if order.procedure.modality not in await center_modalities(ctx.sessions):
         raise reject("AE", ErrorCode.table_value_not_found,
                      f"no room in this center performs modality {order.procedure.modality!r}",
                      Location("IPC", 5) if from_ipc else Location("OBR", 24))

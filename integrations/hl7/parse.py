@@ -5,17 +5,22 @@ inside the message (MSH-18), GB18030 trail bytes can equal '|' or '^', so the
 bytes must be decoded before they are split; and an ACK must be built even for a
 message hl7apy refuses, which needs MSH-10 and the sender's encoding characters.
 hl7apy then parses the decoded text for the message's own version and checks its
-segments and data types; RadLoop's own field rules live with each handler.
+segments and data types (in a worker process: its object tree costs milliseconds
+of CPU); handlers read fields from RadLoop's own split of the same text and keep
+their field rules to themselves.
 """
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import re
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Literal
 
 from hl7apy.consts import VALIDATION_LEVEL
-from hl7apy.core import Message, Segment
 from hl7apy.parser import parse_message
 from pydantic import BaseModel
 
@@ -185,27 +190,55 @@ class MessageHeader(BaseModel):
         return f"{self.sending_application}|{self.sending_facility}"
 
 
+@dataclass(frozen=True)
+class Seg:
+    """One segment as ER7 text split on the field separator: fields[n] is field n (MSH: MSH-n)."""
+
+    name: str
+    fields: tuple[str, ...]
+    sequence: int = 1  # 1-based position among segments of the same name
+
+    def field(self, n: int) -> str:
+        return self.fields[n] if n < len(self.fields) else ""
+
+
+def split_segments(text: str, enc: Encoding) -> list[Seg]:
+    out: list[Seg] = []
+    seen: dict[str, int] = {}
+    for line in text.split("\r"):
+        parts = line.split(enc.field)
+        name = parts[0]
+        if name == "MSH":  # MSH-1 is the separator itself: shift so fields[n] is MSH-n
+            parts = ["MSH", enc.field, *parts[1:]]
+        seen[name] = seen.get(name, 0) + 1
+        out.append(Seg(name, tuple(parts), seen[name]))
+    return out
+
+
 @dataclass
 class ParsedMessage:
     header: MessageHeader
     text: str
-    message: Message
-    segments: list[Segment] = field(default_factory=list)
+    segments: list[Seg] = field(default_factory=list)
 
-    def all(self, segment_id: str) -> list[Segment]:
+    def all(self, segment_id: str) -> list[Seg]:
         return [s for s in self.segments if s.name == segment_id]
 
-    def first(self, segment_id: str) -> Segment | None:
+    def first(self, segment_id: str) -> Seg | None:
         return next((s for s in self.segments if s.name == segment_id), None)
 
-    def reps(self, seg: Segment | None, n: int) -> list[str]:
-        """Raw ER7 of each repetition of field n (escapes intact)."""
+    def reps(self, seg: Seg | None, n: int) -> list[str]:
+        """Raw ER7 of each non-empty repetition of field n (escapes intact)."""
         if seg is None:
             return []
-        name = f"{seg.name}_{n}"
-        return [f.to_er7() for f in seg.children if f.name == name]
+        value = seg.field(n)
+        if not value:
+            return []
+        if seg.name == "MSH" and n in (1, 2):
+            return [value]
+        return value.split(self.header.encoding.repetition)
 
-    def get(self, seg: Segment | None, n: int, component: int = 1, rep: int = 0, sub: int = 1) -> str:
+    def get(self, seg: Seg | None, n: int, component: int = 1, rep: int = 0, sub: int = 1) -> str:
         """One unescaped value: field n, repetition `rep`, component, subcomponent (1-based)."""
         values = self.reps(seg, n)
         if rep >= len(values):
@@ -321,15 +354,70 @@ def check_header(header: MessageHeader, supported: dict[str, set[str]]) -> None:
                          Location("MSH", 15 if name == "MSH-15" else 16))
 
 
-def parse(text: str, header: MessageHeader) -> ParsedMessage:
-    """hl7apy parse for the message's version (segments and data types); content errors -> AE."""
+def _check_segment_lines(text: str, header: MessageHeader) -> None:
     for n, line in enumerate(text.split("\r"), start=1):
         seg_id = line[:3]
         if not re.fullmatch(r"[A-Z][A-Z0-9]{2}", seg_id) or (len(line) > 3 and line[3] != header.encoding.field):
             raise reject("AE", ErrorCode.segment_sequence,
                          f"segment {n} is not an HL7 segment ({line[:12]!r})", Location(seg_id or "?", sequence=n))
+
+
+def hl7apy_check(text: str) -> str | None:
+    """hl7apy's verdict on the message for its own version (segments, data types): None or the reason.
+
+    Runs in a worker process (see `parse_async`): building hl7apy's object tree
+    costs milliseconds of pure-Python CPU, which must not hold the listener's GIL.
+    Only the verdict crosses back; RadLoop reads fields from its own split.
+    """
     try:
-        message = parse_message(text, find_groups=False, validation_level=VALIDATION_LEVEL.TOLERANT)
+        parse_message(text, find_groups=False, validation_level=VALIDATION_LEVEL.TOLERANT)
     except Exception as err:  # noqa: BLE001 - every hl7apy refusal is a content error to report
-        raise reject("AE", ErrorCode.data_type_error, f"cannot parse message: {err}") from None
-    return ParsedMessage(header=header, text=text, message=message, segments=list(message.children))
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def _verdict(text: str, header: MessageHeader, problem: str | None) -> ParsedMessage:
+    if problem is not None:
+        raise reject("AE", ErrorCode.data_type_error, f"cannot parse message: {problem}")
+    return ParsedMessage(header=header, text=text, segments=split_segments(text, header.encoding))
+
+
+def parse(text: str, header: MessageHeader) -> ParsedMessage:
+    """Validate (segment lines, then hl7apy) in this thread; content errors -> HL7Reject(AE)."""
+    _check_segment_lines(text, header)
+    return _verdict(text, header, hl7apy_check(text))
+
+
+_pool: ProcessPoolExecutor | None = None
+PARSE_PROCESSES = 2
+
+
+def _parse_pool() -> ProcessPoolExecutor:
+    global _pool
+    if _pool is None:
+        # forkserver: never fork a process that already runs Temporal's and asyncio's threads.
+        _pool = ProcessPoolExecutor(PARSE_PROCESSES, mp_context=multiprocessing.get_context("forkserver"))
+    return _pool
+
+
+def start_check(text: str) -> asyncio.Future[str | None]:
+    """Start hl7apy's check in the process pool (a thread if the pool is unusable); await it later."""
+    global _pool
+    loop = asyncio.get_running_loop()
+    try:
+        return loop.run_in_executor(_parse_pool(), hl7apy_check, text)
+    except (BrokenProcessPool, OSError, RuntimeError):
+        _pool = None
+        return loop.run_in_executor(None, hl7apy_check, text)
+
+
+async def parse_async(text: str, header: MessageHeader, check: asyncio.Future[str | None] | None = None) -> ParsedMessage:
+    """`parse` with hl7apy off the listener's GIL; `check` is a verdict already started by `start_check`."""
+    global _pool
+    _check_segment_lines(text, header)
+    try:
+        problem = await (check or start_check(text))
+    except BrokenProcessPool:
+        _pool = None
+        problem = await asyncio.to_thread(hl7apy_check, text)
+    return _verdict(text, header, problem)

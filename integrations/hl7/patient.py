@@ -16,11 +16,9 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from hl7apy.core import Segment
-
 from domain.empi import CJK, IDENTIFIER_TYPE_DOMAINS, PersonFacts, resident_id_valid
 from domain.orders import PatientIdentifier
-from integrations.hl7.parse import ErrorCode, Location, ParsedMessage, reject
+from integrations.hl7.parse import ErrorCode, Location, ParsedMessage, Seg, reject
 
 SEX_CODES = {"M": "M", "F": "F", "O": "O", "U": "U", "A": "O", "N": "U"}
 
@@ -43,7 +41,7 @@ def hl7_date(value: str, location: Location) -> date | None:
         raise reject("AE", ErrorCode.data_type_error, f"{location} {value!r} is not a valid date", location) from None
 
 
-def patient_facts(msg: ParsedMessage, pid: Segment | None) -> PersonFacts:
+def patient_facts(msg: ParsedMessage, pid: Seg | None) -> PersonFacts:
     """Read one PID; raises HL7Reject(AE) for values that cannot be read."""
     if pid is None:
         raise reject("AE", ErrorCode.segment_sequence, "PID segment is required", Location("PID"))
