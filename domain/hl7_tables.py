@@ -44,7 +44,8 @@ class HL7Message(SQLModel, table=True):
     accession_number: str | None = Field(default=None, index=True)
     placer_order_number: str | None = Field(default=None, index=True)
     status: str = Field(default="received", index=True,
-                        description="received | processed | error | rejected | duplicate")
+                        description="inbound: processed | error | rejected | duplicate; "
+                        "outbound: queued | pending | delivered | error | not_sent")
     ack_code: str | None = Field(default=None, description="AA/AE/AR or CA/CE/CR")
     ack_raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     application_ack_code: str | None = Field(
@@ -53,3 +54,4 @@ class HL7Message(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow, index=True)
     acked_at: datetime | None = None
     processing_ms: float | None = None
+    attempts: int = Field(default=0, description="Outbound: delivery attempts so far")

@@ -136,3 +136,11 @@ def search(session: Session, *, control_id: str | None = None, patient: str | No
     if accession:
         q = q.where(HL7Message.accession_number == accession)
     return list(session.exec(q.order_by(col(HL7Message.received_at).desc()).limit(limit)).all())
+
+
+def outbound_backlog(session: Session, limit: int = 500) -> list[HL7Message]:
+    """Outbound messages not yet taken by the HIS, oldest first: what operators watch while it is down."""
+    return list(session.exec(
+        select(HL7Message).where(HL7Message.direction == "outbound",
+                                 col(HL7Message.status).in_(("queued", "pending")))
+        .order_by(col(HL7Message.received_at)).limit(limit)).all())

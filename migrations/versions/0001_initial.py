@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 19:18:32.571750
+Create Date: 2026-11-27 19:30:21.370800
 """
 from typing import Sequence, Union
 
@@ -178,6 +178,7 @@ def upgrade() -> None:
     sa.Column('received_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('acked_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('processing_ms', sa.Float(), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('dedup_key')
     )
