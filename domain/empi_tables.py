@@ -1,4 +1,6 @@
-"""EMPI review queue: pairs of patients that may be one person, waiting for a registrar.
+"""EMPI rows: the review queue of possible duplicates and the record of every merge.
+
+Review queue: pairs of patients that may be one person, waiting for a registrar.
 
 A scored match never merges by itself (domain.empi); it leaves a row here. The
 pair is stored once, smaller ID first, so a second registration of either person
@@ -29,3 +31,21 @@ class PatientMatchReview(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     decided_at: datetime | None = None
     decided_by: str | None = None
+
+
+class PatientMerge(SQLModel, table=True):
+    """One merge (A40 or a registrar): what moved, so it can be audited and undone exactly."""
+
+    __tablename__ = "patient_merge"
+    id: str = Field(primary_key=True, description="UUID4")
+    surviving_id: str = Field(foreign_key="patient.id", index=True)
+    merged_id: str = Field(foreign_key="patient.id", index=True)
+    actor: str
+    source: str = Field(description="hl7:<app>:<MSH-10> or the registrar's request")
+    reason: str = ""
+    moved: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False),
+                                  description="identifier row IDs, accessions, worklist entry IDs that moved")
+    state: str = Field(default="merged", index=True, description="merged | unmerged")
+    merged_at: datetime = Field(default_factory=utcnow)
+    unmerged_at: datetime | None = None
+    unmerged_by: str | None = None

@@ -27,6 +27,7 @@ class Patient(SQLModel, table=True):
     phone: str | None = None
     name_key: str | None = Field(default=None, index=True, description="Toneless pinyin, family first (domain.empi)")
     updated_at: datetime | None = None
+    merged_into: str | None = Field(default=None, index=True, description="Set when merged: the surviving patient ID")
 
 
 class PatientIdentifier(SQLModel, table=True):

@@ -102,7 +102,8 @@ def _open_reviews(session: Session, patient: Patient, facts: PersonFacts, source
     if patient.phone:
         keys.append(Patient.phone == patient.phone)
     candidates = session.exec(
-        select(Patient).where(Patient.id != patient.id, or_(*keys)).limit(CANDIDATE_LIMIT)).all()
+        select(Patient).where(Patient.id != patient.id, col(Patient.merged_into).is_(None), or_(*keys))
+        .limit(CANDIDATE_LIMIT)).all()
     found = []
     for other in candidates:
         result = score(facts, _facts_of(session, other))

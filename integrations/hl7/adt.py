@@ -1,10 +1,14 @@
-"""ADT^A01/A04 (register) and ADT^A08 (update demographics) -> services.patient_registry.
+"""ADT^A01/A04 (register), A08 (update demographics) -> services.patient_registry; A40 (merge) -> services.patient_merge.
 
 A registration needs an identifier, a name, sex and birth date (AE 101 naming
 the missing field otherwise). A08 changes what it sends on the patient its
 trusted identifiers name (AE 204 for a patient we do not know). Identifiers
 that point at two different patients are AE 205: that is a merge decision for
 a person (or an A40), never something an update quietly resolves.
+
+A40: PID-3 names the surviving patient, MRG-1 the one merged into it; both are
+looked up by whose identifiers they were before any merge, so a resent A40 is a
+no-op (AA) and an inverse one is refused (AE) with the reason.
 """
 from __future__ import annotations
 
@@ -13,12 +17,58 @@ from typing import Any
 
 from integrations.hl7.context import InboundContext, Outcome
 from integrations.hl7.parse import ErrorCode, HL7Reject, Issue, Location, ParsedMessage, reject
-from integrations.hl7.patient import patient_facts
-from services.errors import Conflict, NotFound
+from integrations.hl7.patient import identifiers_from, patient_facts
+from services.errors import Conflict, Invalid, NotFound
+from services.patient_merge import merge, owner_before_merges
 from services.patient_registry import register, update_demographics
 
 
+def _owner(sessions, identifiers, location: Location) -> str:
+    with sessions() as s:
+        owners = {o for i in identifiers if (o := owner_before_merges(s, i.system, i.value))}
+    if not owners:
+        raise reject("AE", ErrorCode.unknown_key, "no patient with identifiers "
+                     + ", ".join(f"{i.system}:{i.value}" for i in identifiers), location)
+    if len(owners) > 1:
+        raise reject("AE", ErrorCode.duplicate_key, f"{location} identifiers name {len(owners)} different patients",
+                     location)
+    return owners.pop()
+
+
+async def handle_merge(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, Any]) -> Outcome:
+    """ADT^A40: merge the MRG-1 patient into the PID-3 patient."""
+    facts = patient_facts(msg, msg.first("PID"))
+    mrg = msg.first("MRG")
+    if not facts.identifiers:
+        raise reject("AE", ErrorCode.required_field_missing, "PID-3 surviving patient identifier is required",
+                     Location("PID", 3))
+    if mrg is None:
+        raise reject("AE", ErrorCode.segment_sequence, "MRG segment is required for a merge", Location("MRG"))
+    prior_ids = identifiers_from(msg, msg.reps(mrg, 1), Location("MRG", 1))
+    if not prior_ids:
+        raise reject("AE", ErrorCode.required_field_missing, "MRG-1 prior patient identifier is required",
+                     Location("MRG", 1))
+    surviving = await asyncio.to_thread(_owner, ctx.sessions, facts.identifiers, Location("PID", 3))
+    merged = await asyncio.to_thread(_owner, ctx.sessions, prior_ids, Location("MRG", 1))
+    summary.update(patient_id=surviving, patient_identifier=facts.identifiers[0].value, merged_patient_id=merged)
+    sender = msg.header.sending_application or "HIS"
+    try:
+        result = await asyncio.to_thread(merge, ctx.sessions, surviving, merged, f"his:{sender}",
+                                         f"hl7:{sender}:{msg.header.control_id}", "ADT^A40")
+    except NotFound as err:
+        raise reject("AE", ErrorCode.unknown_key, err.reason, Location("MRG", 1)) from None
+    except (Conflict, Invalid) as err:
+        raise reject("AE", ErrorCode.record_locked, err.reason, Location("MRG", 1)) from None
+    summary.update(merge_id=result.merge_id, moved_orders=result.moved_orders, open_accessions=result.open_accessions)
+    if result.already_done:
+        return Outcome(text=f"{merged} was already merged into {surviving}")
+    return Outcome(text=f"merged {merged} into {surviving}: {result.moved_identifiers} identifiers, "
+                        f"{len(result.moved_orders)} orders")
+
+
 async def handle_adt(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, Any]) -> Outcome:
+    if msg.header.trigger_event == "A40":
+        return await handle_merge(msg, ctx, summary)
     facts = patient_facts(msg, msg.first("PID"))
     if not facts.identifiers:
         raise reject("AE", ErrorCode.required_field_missing, "PID-3 patient identifier is required",

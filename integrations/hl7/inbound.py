@@ -43,6 +43,7 @@ HANDLERS: dict[str, Handler] = {
     "ADT^A01": handle_adt,
     "ADT^A04": handle_adt,
     "ADT^A08": handle_adt,
+    "ADT^A40": handle_adt,
     "ORM^O01": handle_order,
     "OMI^O23": handle_order,
 }

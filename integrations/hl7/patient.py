@@ -41,23 +41,29 @@ def hl7_date(value: str, location: Location) -> date | None:
         raise reject("AE", ErrorCode.data_type_error, f"{location} {value!r} is not a valid date", location) from None
 
 
-def patient_facts(msg: ParsedMessage, pid: Seg | None) -> PersonFacts:
-    """Read one PID; raises HL7Reject(AE) for values that cannot be read."""
-    if pid is None:
-        raise reject("AE", ErrorCode.segment_sequence, "PID segment is required", Location("PID"))
+def identifiers_from(msg: ParsedMessage, reps: list[str], location: Location) -> list[PatientIdentifier]:
+    """CX repetitions (PID-3, MRG-1) -> identifiers in EMPI domains; AE for unreadable ones."""
     identifiers: list[PatientIdentifier] = []
-    for er7 in msg.reps(pid, 3):
+    for er7 in reps:
         value = msg.split(er7, 1)
         if not value:
             continue
         id_type = msg.split(er7, 5).upper()
         system = IDENTIFIER_TYPE_DOMAINS.get(id_type) or msg.split(er7, 4) or id_type or "MRN"
         if len(value) > 128 or len(system) > 64:
-            raise reject("AE", ErrorCode.data_type_error, "PID-3 identifier too long", Location("PID", 3))
+            raise reject("AE", ErrorCode.data_type_error, f"{location} identifier too long", location)
         if system == "ID_CARD" and not resident_id_valid(value):
             raise reject("AE", ErrorCode.data_type_error,
-                         f"PID-3 resident ID card number {value!r} fails its check digit", Location("PID", 3))
+                         f"{location} resident ID card number {value!r} fails its check digit", location)
         identifiers.append(PatientIdentifier(system=system, value=value))
+    return identifiers
+
+
+def patient_facts(msg: ParsedMessage, pid: Seg | None) -> PersonFacts:
+    """Read one PID; raises HL7Reject(AE) for values that cannot be read."""
+    if pid is None:
+        raise reject("AE", ErrorCode.segment_sequence, "PID segment is required", Location("PID"))
+    identifiers = identifiers_from(msg, msg.reps(pid, 3), Location("PID", 3))
     names = [join_name(msg.split(er7, 1), msg.split(er7, 2)) for er7 in msg.reps(pid, 5)]
     names = [n for n in names if n]
     sex_raw = msg.get(pid, 8).upper()
