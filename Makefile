@@ -1,7 +1,7 @@
 # The operator's entry points (shared/spec/interfaces.md): each sets up what is missing first.
 PY := .venv/bin/python
 
-.PHONY: setup run test bench bench-hl7 demo
+.PHONY: setup run test bench bench-hl7 bench-dicom demo
 
 setup:
 	@bash scripts/setup.sh
@@ -21,3 +21,7 @@ bench-hl7: setup
 
 demo: setup
 	$(PY) scripts/demo.py
+
+# DICOM throughput and worklist latency against DCMTK measured in the same run (issue 3).
+bench-dicom: setup
+	$(PY) -m bench.dicom_ingest && $(PY) -m bench.dicom_mwl

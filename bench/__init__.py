@@ -12,6 +12,8 @@ from __future__ import annotations
 
 # name -> module path; the module defines `main(argv: list[str]) -> int`.
 BENCHMARKS: dict[str, str] = {
+    "dicom_ingest": "bench.dicom_ingest",
+    "dicom_mwl": "bench.dicom_mwl",
     "loop_throughput": "bench.loop_throughput",
     "critical_latency": "bench.critical_latency",
     "critical_day": "bench.critical_day",

@@ -116,56 +116,104 @@ def _find_order(session: Session, facts: InstanceFacts) -> tuple[str | None, str
     return order.accession_number, ""
 
 
-def index_instance(facts: InstanceFacts, rel_path: str, size: int, calling_ae: str) -> IndexOutcome:
-    """Index one stored instance, its series and study; link the study to its order once."""
-    at = now()
-    with session_scope() as s:
-        if not _insert_ignore(s, ImagingInstance, {
-            "sop_instance_uid": facts.sop_instance_uid, "series_instance_uid": facts.series_instance_uid,
-            "study_instance_uid": facts.study_instance_uid, "sop_class_uid": facts.sop_class_uid,
-            "transfer_syntax_uid": facts.transfer_syntax_uid, "instance_number": facts.instance_number,
-            "rel_path": rel_path, "size_bytes": size, "calling_ae": calling_ae, "received_at": at,
+class IndexItem(BaseModel):
+    facts: InstanceFacts
+    rel_path: str
+    size: int
+    calling_ae: str
+    received_at: datetime
+
+
+def _add_series_and_study(s: Session, items: list[IndexItem]) -> list[IndexOutcome]:
+    """Series and study rows for newly indexed instances (all of one study), link once."""
+    first = items[0].facts
+    by_series: dict[str, list[IndexItem]] = {}
+    for it in items:
+        by_series.setdefault(it.facts.series_instance_uid, []).append(it)
+    new_series = 0
+    modalities: list[str] = []
+    for series_uid, group in by_series.items():
+        f = group[0].facts
+        if _insert_ignore(s, ImagingSeries, {
+            "series_instance_uid": series_uid, "study_instance_uid": f.study_instance_uid, "modality": f.modality,
+            "series_number": f.series_number, "series_description": f.series_description,
+            "body_part_examined": f.body_part_examined, "num_instances": 0,
         }):
-            return IndexOutcome(new=False)
-        new_series = _insert_ignore(s, ImagingSeries, {
-            "series_instance_uid": facts.series_instance_uid, "study_instance_uid": facts.study_instance_uid,
-            "modality": facts.modality, "series_number": facts.series_number,
-            "series_description": facts.series_description, "body_part_examined": facts.body_part_examined,
-            "num_instances": 0,
-        })
-        _insert_ignore(s, ImagingStudy, {
-            "study_instance_uid": facts.study_instance_uid, "patient_id": facts.patient_id,
-            "patient_name": facts.patient_name, "patient_birth_date": facts.patient_birth_date,
-            "patient_sex": facts.patient_sex, "accession_number": facts.accession_number,
-            "study_date": facts.study_date, "study_time": facts.study_time, "study_id": facts.study_id,
-            "study_description": facts.study_description, "referring_physician_name": facts.referring_physician_name,
-            "modalities": "", "specific_character_set": facts.specific_character_set,
-            "num_series": 0, "num_instances": 0, "first_received_at": at, "last_received_at": at,
-        })
-        s.exec(update(ImagingSeries).where(ImagingSeries.series_instance_uid == facts.series_instance_uid)  # type: ignore[call-overload]
-               .values(num_instances=ImagingSeries.num_instances + 1))
-        s.exec(update(ImagingStudy).where(ImagingStudy.study_instance_uid == facts.study_instance_uid)  # type: ignore[call-overload]
-               .values(num_instances=ImagingStudy.num_instances + 1,
-                       num_series=ImagingStudy.num_series + (1 if new_series else 0), last_received_at=at))
-        study = s.get(ImagingStudy, facts.study_instance_uid)
-        assert study is not None
-        if new_series and facts.modality and facts.modality not in study.modalities.split():
-            study.modalities = " ".join([*study.modalities.split(), facts.modality])
-        outcome = IndexOutcome(new=True, order_accession=study.order_accession)
-        if study.order_accession is None:
-            accession, why = _find_order(s, facts)
-            if accession is not None:
-                study.order_accession = outcome.order_accession = accession
-            else:
-                rid = f"unmatched_study:{facts.study_instance_uid}"
-                if s.get(ReconciliationItem, rid) is None:
-                    s.add(ReconciliationItem(
-                        id=rid, kind="unmatched_study", study_instance_uid=facts.study_instance_uid,
-                        accession_number=facts.accession_number, patient_id=facts.patient_id,
-                        patient_name=facts.patient_name, reason=why))
-                outcome.reconciliation_id = rid
-        s.add(study)
-        return outcome
+            new_series += 1
+            modalities.append(f.modality)
+        s.exec(update(ImagingSeries).where(ImagingSeries.series_instance_uid == series_uid)  # type: ignore[call-overload]
+               .values(num_instances=ImagingSeries.num_instances + len(group)))
+    at = max(it.received_at for it in items)
+    _insert_ignore(s, ImagingStudy, {
+        "study_instance_uid": first.study_instance_uid, "patient_id": first.patient_id,
+        "patient_name": first.patient_name, "patient_birth_date": first.patient_birth_date,
+        "patient_sex": first.patient_sex, "accession_number": first.accession_number,
+        "study_date": first.study_date, "study_time": first.study_time, "study_id": first.study_id,
+        "study_description": first.study_description, "referring_physician_name": first.referring_physician_name,
+        "modalities": "", "specific_character_set": first.specific_character_set,
+        "num_series": 0, "num_instances": 0, "first_received_at": at, "last_received_at": at,
+    })
+    s.exec(update(ImagingStudy).where(ImagingStudy.study_instance_uid == first.study_instance_uid)  # type: ignore[call-overload]
+           .values(num_instances=ImagingStudy.num_instances + len(items),
+                   num_series=ImagingStudy.num_series + new_series, last_received_at=at))
+    study = s.get(ImagingStudy, first.study_instance_uid)
+    assert study is not None
+    known = study.modalities.split()
+    study.modalities = " ".join(known + [m for m in dict.fromkeys(modalities) if m and m not in known])
+    outcome = IndexOutcome(new=True, order_accession=study.order_accession)
+    if study.order_accession is None:
+        accession, why = _find_order(s, first)
+        if accession is not None:
+            study.order_accession = outcome.order_accession = accession
+        else:
+            rid = f"unmatched_study:{first.study_instance_uid}"
+            if s.get(ReconciliationItem, rid) is None:
+                s.add(ReconciliationItem(
+                    id=rid, kind="unmatched_study", study_instance_uid=first.study_instance_uid,
+                    accession_number=first.accession_number, patient_id=first.patient_id,
+                    patient_name=first.patient_name, reason=why))
+            outcome.reconciliation_id = rid
+    s.add(study)
+    return [outcome] * len(items)
+
+
+def index_batch(items: list[IndexItem]) -> dict[str, IndexOutcome]:
+    """Index stored instances in one transaction; SOP Instance UID -> outcome (new=False: known already).
+
+    One multi-row INSERT .. ON CONFLICT DO NOTHING RETURNING finds the new
+    instances (and takes SQLite's write lock before any read); series and study
+    counters are then bumped once per series and study, not once per image.
+    """
+    if not items:
+        return {}
+    unique = list({it.facts.sop_instance_uid: it for it in items}.values())
+    outcomes = {it.facts.sop_instance_uid: IndexOutcome(new=False) for it in items}
+    with session_scope() as s:
+        dialect = s.get_bind().dialect.name
+        ins = pg_insert if dialect == "postgresql" else sqlite_insert
+        table = ImagingInstance.__table__  # type: ignore[attr-defined]
+        stmt = ins(table).values([{
+            "sop_instance_uid": it.facts.sop_instance_uid, "series_instance_uid": it.facts.series_instance_uid,
+            "study_instance_uid": it.facts.study_instance_uid, "sop_class_uid": it.facts.sop_class_uid,
+            "transfer_syntax_uid": it.facts.transfer_syntax_uid, "instance_number": it.facts.instance_number,
+            "rel_path": it.rel_path, "size_bytes": it.size, "calling_ae": it.calling_ae,
+            "received_at": it.received_at,
+        } for it in unique]).on_conflict_do_nothing().returning(table.c.sop_instance_uid)
+        new = {row[0] for row in s.execute(stmt)}
+        by_study: dict[str, list[IndexItem]] = {}
+        for it in unique:
+            if it.facts.sop_instance_uid in new:
+                by_study.setdefault(it.facts.study_instance_uid, []).append(it)
+        for group in by_study.values():
+            for it, outcome in zip(group, _add_series_and_study(s, group)):
+                outcomes[it.facts.sop_instance_uid] = outcome
+    return outcomes
+
+
+def index_instance(facts: InstanceFacts, rel_path: str, size: int, calling_ae: str) -> IndexOutcome:
+    """Index one stored instance (a batch of one)."""
+    item = IndexItem(facts=facts, rel_path=rel_path, size=size, calling_ae=calling_ae, received_at=now())
+    return index_batch([item])[facts.sop_instance_uid]
 
 
 def record_quarantine(row: QuarantinedObject) -> None:

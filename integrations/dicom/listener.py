@@ -36,10 +36,10 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, _config, evt
 from pynetdicom.events import Event
+from pynetdicom.pdu_primitives import A_RELEASE
 from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
 from core.config import Settings, get_settings
-from core.temporal import connect
 from integrations.dicom.context import ListenerContext
 from integrations.dicom.loop_bridge import LoopBridge
 from integrations.dicom import stored
@@ -71,6 +71,12 @@ def tune_connection(event: Event) -> None:
     event.assoc.dul._run_loop_delay = DUL_POLL_SECONDS
 
 
+def flush_on_release(event: Event, ctx: ListenerContext) -> None:
+    """A peer asking to release has sent everything: commit its index rows before answering."""
+    if isinstance(event.primitive, A_RELEASE) and event.primitive.result is None:
+        ctx.index_writer.flush()
+
+
 def build_ae(ctx: ListenerContext) -> tuple[AE, list[Any]]:
     """The AE with every supported context, and the event handlers to bind when serving."""
     # Storage spools each data set to a file instead of memory (bounded memory, no copy):
@@ -82,7 +88,7 @@ def build_ae(ctx: ListenerContext) -> tuple[AE, list[Any]]:
     ae.maximum_associations = 64
     ae.network_timeout = 60
     ae.dimse_timeout = 60
-    handlers: list[Any] = [(evt.EVT_CONN_OPEN, tune_connection)]
+    handlers: list[Any] = [(evt.EVT_CONN_OPEN, tune_connection), (evt.EVT_ACSE_RECV, flush_on_release, [ctx])]
     for service in SERVICES:
         for sop_class, storage_role in service.contexts():
             syntaxes = UNCOMPRESSED + COMPRESSED if service.compressed else UNCOMPRESSED
@@ -104,10 +110,15 @@ class _SharedPortServer(AssociationServer):
 
 
 def make_context(settings: Settings, bridge: LoopBridge | None = None) -> ListenerContext:
+    async def connect() -> Any:
+        from core.temporal import connect as temporal_connect  # lazily: most listeners never need it
+
+        return await temporal_connect(settings)
+
     return ListenerContext(
         settings=settings,
         store=DicomStore(settings.data_dir / "dicom"),
-        bridge=bridge or LoopBridge(lambda: connect(settings)),
+        bridge=bridge or LoopBridge(connect),
     )
 
 
@@ -152,27 +163,23 @@ def _child(_: int) -> None:
 
 
 def main() -> int:
+    """Serve here; with dicom_listener_processes = n, n - 1 more processes share the port."""
     _configure_logging()
     settings = get_settings()
     for stale in DicomStore(settings.data_dir / "dicom").incoming.glob("*"):
         stale.unlink(missing_ok=True)  # spool files of associations that died mid-transfer
-    n = max(1, settings.dicom_listener_processes)
-    if n == 1:
-        serve(settings)
-        return 0
-    procs = [multiprocessing.get_context("spawn").Process(target=_child, args=(i,), daemon=False) for i in range(n)]
+    extra = max(1, settings.dicom_listener_processes) - 1
+    procs = [multiprocessing.get_context("spawn").Process(target=_child, args=(i,)) for i in range(extra)]
     for p in procs:
         p.start()
-
-    def forward(sig: int, _: Any) -> None:
+    try:
+        serve(settings)
+    finally:
         for p in procs:
             if p.pid and p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for p in procs:
-        p.join()
+        for p in procs:
+            p.join(timeout=15)
     return 0
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
-
-from temporalio.client import Client
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from domain.loop import ActionAck, ExamEvent
-from services import loop_commands
+
+if TYPE_CHECKING:  # the Temporal SDK (~20 MB) is imported on the first MPPS, not at start
+    from temporalio.client import Client
 
 T = TypeVar("T")
 
@@ -68,6 +68,8 @@ class LoopBridge:
 
     def record_exam_event(self, accession: str, event: ExamEvent) -> ActionAck:
         """The loop's answer, or `LoopError` (NotFound / Conflict / Forbidden / Invalid)."""
+        from services import loop_commands
+
         return self._run(lambda c: loop_commands.record_exam_event(c, accession, event))
 
     def close(self) -> None:

@@ -12,9 +12,9 @@ Statuses (PS3.4 B.2.3, PS3.7 C):
   the bytes are quarantined with the reason;
 - 0xA900 Data set does not match SOP class: identifying UIDs missing or not
   those of the C-STORE request — quarantined;
-- 0xA700 Out of resources: the store could not be written (disk full, I/O error);
-- 0x0110 Processing failure: the file is stored but the index write failed
-  (the sender may resend; storing again is idempotent).
+- 0xA700 Out of resources: the store could not be written (disk full, I/O error).
+Success is answered once the file is in the store; its index row is written by
+the batching IndexWriter, flushed before the association's release is answered.
 """
 from __future__ import annotations
 
@@ -35,7 +35,6 @@ log = logging.getLogger("radloop.dicom.store")
 
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
-PROCESSING_FAILURE = 0x0110
 
 
 def _status(code: int, comment: str) -> Dataset:
@@ -76,9 +75,7 @@ def handle_store(event: Event, ctx: ListenerContext) -> int | Dataset:
         log.error("cannot store %s: %s", rel, exc)
         path.unlink(missing_ok=True)
         return _status(OUT_OF_RESOURCES, f"cannot write the store: {exc.strerror}")
-    try:
-        index.index_instance(facts, rel, size, str(event.assoc.requestor.ae_title).strip())
-    except Exception:
-        log.exception("index write failed for %s", rel)
-        return _status(PROCESSING_FAILURE, "stored but not indexed; resend")
+    ctx.index_writer.submit(index.IndexItem(
+        facts=facts, rel_path=rel, size=size, calling_ae=str(event.assoc.requestor.ae_title).strip(),
+        received_at=index.now()))
     return SUCCESS
