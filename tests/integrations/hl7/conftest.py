@@ -62,6 +62,14 @@ async def offline_listener(sqlite_database: str) -> AsyncIterator[Listener]:
     await listener.server.close()
 
 
+@pytest.fixture
+async def listener_on_each_database(database: str) -> AsyncIterator[Listener]:
+    """`offline_listener` on SQLite and on PostgreSQL, for tests whose subject includes the SQL."""
+    listener = await start_listener(InboundContext(temporal=temporal_nowhere()))
+    yield listener
+    await listener.server.close()
+
+
 def counts() -> dict[str, int]:
     with Session(get_engine()) as s:
         return {

@@ -31,7 +31,8 @@ def patient_by(system: str, value: str) -> Patient:
         return s.get(Patient, ident.patient_id)
 
 
-async def test_a01_registers_a04_links_on_the_id_card_and_a08_updates(offline_listener) -> None:
+async def test_a01_registers_a04_links_on_the_id_card_and_a08_updates(listener_on_each_database) -> None:
+    offline_listener = listener_on_each_database
     ack = await offline_listener.send(adt("A01", "ADT-1", pid(
         "MRN-A1", name="张^三", extra={3: f"MRN-A1^^^MRN^MR~{ID_CARD}^^^CHN^NNCHN", 13: "^^^^^^13800000000"})).encode())
     assert ack_fields(ack)["MSA"][1] == "AA", ack
@@ -73,7 +74,8 @@ async def test_a08_for_an_unknown_patient_and_missing_fields_are_ae(offline_list
     assert counts()["patients"] == 0
 
 
-async def test_a_possible_same_person_is_queued_for_review_never_merged(offline_listener) -> None:
+async def test_a_possible_same_person_is_queued_for_review_never_merged(listener_on_each_database) -> None:
+    offline_listener = listener_on_each_database
     await offline_listener.send(adt("A01", "ADT-20", pid("M-20", name="欧阳^娜娜", sex="F",
                                                          extra={13: "^^^^^^13900000000"})).encode())
     # Another desk registers her with a hospital card only, her name in pinyin, the same phone.

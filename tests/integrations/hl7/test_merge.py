@@ -45,7 +45,8 @@ async def send(listener, payload: bytes) -> tuple[str, str]:
 
 
 @pytest.fixture
-async def two_patients(offline_listener):
+async def two_patients(listener_on_each_database):
+    offline_listener = listener_on_each_database
     await offline_listener.send(a01("R-A", "M-A", "张^三"))
     await offline_listener.send(a01("R-B", "M-B", "张^叁"))
     ids = owner("M-A"), owner("M-B")
