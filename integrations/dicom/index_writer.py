@@ -18,7 +18,7 @@ import time
 
 from sqlalchemy.exc import OperationalError
 
-from integrations.dicom import index
+from integrations.dicom import completeness, index
 
 log = logging.getLogger("radloop.dicom.index")
 BATCH = 500
@@ -69,6 +69,7 @@ class IndexWriter:
         for attempt in range(RETRIES):
             try:
                 index.index_batch(batch)
+                self._after(batch)
                 return
             except OperationalError as exc:  # another listener process holds SQLite's write lock
                 log.warning("index batch of %d retried: %s", len(batch), exc)
@@ -81,3 +82,12 @@ class IndexWriter:
                 index.index_batch([item])
             except Exception:
                 log.exception("could not index %s", item.rel_path)
+        self._after(batch)
+
+    @staticmethod
+    def _after(batch: list[index.IndexItem]) -> None:
+        """Did these images complete what an MPPS announced? (completeness.py)"""
+        try:
+            completeness.check_studies({item.facts.study_instance_uid for item in batch})
+        except Exception:
+            log.exception("images-received check failed")

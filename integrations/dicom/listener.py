@@ -17,6 +17,8 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
+import time
 from typing import Any
 
 from pydicom.uid import (
@@ -42,7 +44,7 @@ from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 from core.config import Settings, get_settings
 from integrations.dicom.context import ListenerContext
 from integrations.dicom.loop_bridge import LoopBridge
-from integrations.dicom import stored
+from integrations.dicom import completeness, stored
 from integrations.dicom.services import SERVICES
 from integrations.dicom.store import DicomStore
 
@@ -130,6 +132,16 @@ def start_threaded(ctx: ListenerContext, port: int, host: str = "127.0.0.1") -> 
     return ae, server
 
 
+def _sweep_forever(stable_seconds: int) -> None:
+    """Studies without MPPS count as received once stable (completeness.py)."""
+    while True:
+        time.sleep(max(1.0, min(30.0, stable_seconds / 4)))
+        try:
+            completeness.sweep(stable_seconds)
+        except Exception:
+            log.exception("images-received sweep failed")
+
+
 def serve(settings: Settings) -> None:
     """Serve in this process until SIGTERM/SIGINT."""
     ctx = make_context(settings)
@@ -142,6 +154,8 @@ def serve(settings: Settings) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    threading.Thread(target=_sweep_forever, args=(settings.dicom_study_stable_seconds,), daemon=True,
+                     name="dicom-images-received").start()
     log.info("DICOM AE %s listening on %s:%d (pid %d)", settings.ae_title, host, settings.dicom_port, os.getpid())
     try:
         server.serve_forever()

@@ -85,3 +85,52 @@ def dataset_bytes(path: Path) -> bytes:
 
 def file_meta_uid(path: Path) -> str:
     return str(pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+
+
+# ---- MPPS as a modality sends it -------------------------------------------------------
+def in_progress(acc: str, study_uid: str = "1.2.3") -> Dataset:
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "张三"
+    ds.PatientID = "P1"
+    sched = Dataset()
+    sched.AccessionNumber = acc
+    sched.ScheduledProcedureStepID = f"{acc}-1"
+    sched.StudyInstanceUID = study_uid
+    ds.ScheduledStepAttributesSequence = [sched]
+    ds.PerformedStationAETitle = "CT1"
+    ds.PerformedProcedureStepID = "PPS1"
+    ds.PerformedProcedureStepStartDate = "20261127"
+    ds.PerformedProcedureStepStartTime = "101500"
+    ds.PerformedProcedureStepStatus = "IN PROGRESS"
+    ds.PerformedProcedureStepDescription = "CT chest with contrast"
+    ds.Modality = "CT"
+    ds.PerformedSeriesSequence = []
+    return ds
+
+
+def completed(series_uid: str, sops: list[str], status: str = "COMPLETED") -> Dataset:
+    ds = Dataset()
+    ds.PerformedProcedureStepStatus = status
+    ds.PerformedProcedureStepEndDate = "20261127"
+    ds.PerformedProcedureStepEndTime = "102000"
+    series = Dataset()
+    series.SeriesInstanceUID = series_uid
+    series.SeriesDescription = "axial"
+    refs = []
+    for sop in sops:
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        ref.ReferencedSOPInstanceUID = sop
+        refs.append(ref)
+    series.ReferencedImageSequence = refs
+    ds.PerformedSeriesSequence = [series]
+    ds.ContrastBolusAgent = "iohexol"
+    ds.ContrastBolusVolume = "80"
+    if status == "DISCONTINUED":
+        code = Dataset()
+        code.CodeValue = "110514"
+        code.CodingSchemeDesignator = "DCM"
+        code.CodeMeaning = "Incorrect worklist entry selected"
+        ds.PerformedProcedureStepDiscontinuationReasonCodeSequence = [code]
+    return ds

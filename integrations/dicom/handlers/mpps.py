@@ -34,7 +34,7 @@ from pynetdicom.events import Event
 from domain.enums import Role
 from domain.imaging_tables import MppsRecord
 from domain.loop import Actor, ExamEvent
-from integrations.dicom import index
+from integrations.dicom import completeness, index
 from integrations.dicom.context import ListenerContext
 from integrations.dicom.mpps_facts import VALID_STATUSES, MppsFacts, read_facts
 from services.errors import Forbidden, Invalid, LoopError
@@ -158,4 +158,9 @@ def handle_n_set(event: Event, ctx: ListenerContext) -> tuple[int | Dataset, Dat
     elif not linked:
         _unmatched(uid, facts, merged)
     index.save_mpps(_record(uid, facts, merged, row.calling_ae, row))
+    if facts.status == "COMPLETED" and linked:
+        try:
+            completeness.check_accession(facts.accession_number)
+        except Exception:
+            log.exception("images-received check failed for %s", facts.accession_number)
     return SUCCESS, None

@@ -1,0 +1,102 @@
+"""When are a study's images "received" (issue 3, R4.2.3)? Decided from the index.
+
+- With MPPS: every SOP instance the COMPLETED MPPS lists in its Performed Series
+  Sequence is in the index.
+- Without MPPS (or an MPPS that lists no instances): no image arrived for
+  settings.dicom_study_stable_seconds and no MPPS for the order is still IN PROGRESS.
+
+The decision is recorded once per study (imaging_study.images_received_at) with a
+timeline event `images_received` for the order, keyed so re-checking never
+duplicates it. The exam loop has no "images received" update yet; when it gets
+one, `mark_received` is the single place that must also call it.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlmodel import Session, select
+
+from activities.events import EventInput, write_event
+from core.db import session_scope
+from domain.imaging_tables import ImagingInstance, ImagingStudy, MppsRecord
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _as_utc(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt
+
+
+def mark_received(s: Session, study: ImagingStudy, how: str) -> None:
+    at = _now()
+    study.images_received_at = at
+    s.add(study)
+    if study.order_accession:
+        write_event(s, EventInput(
+            key=f"images-received:{study.study_instance_uid}", accession_number=study.order_accession, at=at,
+            actor="dicom", kind="images_received",
+            summary=f"images received: {study.num_instances} in {study.num_series} series ({how})",
+            detail={"study_instance_uid": study.study_instance_uid, "instances": study.num_instances,
+                    "series": study.num_series, "how": how}))
+
+
+def _mpps_for(s: Session, study: ImagingStudy) -> list[MppsRecord]:
+    if not study.order_accession:
+        return []
+    return list(s.exec(select(MppsRecord).where(MppsRecord.accession_number == study.order_accession)))
+
+
+def _referenced(mpps: list[MppsRecord]) -> set[str]:
+    return {uid for m in mpps if m.status == "COMPLETED"
+            for series in m.performed_series for uid in series.get("sop_instance_uids", [])}
+
+
+def check_study(s: Session, study: ImagingStudy, stable_seconds: float | None = None) -> bool:
+    """Mark the study received if it is; True when it is (now or before)."""
+    if study.images_received_at is not None:
+        return True
+    mpps = _mpps_for(s, study)
+    wanted = _referenced(mpps)
+    if wanted:
+        have = set(s.exec(select(ImagingInstance.sop_instance_uid).where(
+            ImagingInstance.sop_instance_uid.in_(wanted))))  # type: ignore[attr-defined]
+        if have >= wanted:
+            mark_received(s, study, "all MPPS-referenced instances stored")
+            return True
+        return False
+    if stable_seconds is None or any(m.status == "IN PROGRESS" for m in mpps):
+        return False
+    if _as_utc(study.last_received_at) <= _now() - timedelta(seconds=stable_seconds):
+        mark_received(s, study, f"no new image for {stable_seconds:g} s")
+        return True
+    return False
+
+
+def check_studies(study_uids: set[str]) -> None:
+    """After an index batch or an MPPS completion: the MPPS rule only."""
+    with session_scope() as s:
+        for uid in study_uids:
+            study = s.get(ImagingStudy, uid)
+            if study is not None:
+                check_study(s, study)
+
+
+def check_accession(accession: str) -> None:
+    with session_scope() as s:
+        for study in s.exec(select(ImagingStudy).where(ImagingStudy.order_accession == accession)):
+            check_study(s, study)
+
+
+def sweep(stable_seconds: float) -> int:
+    """The stability rule for every linked study still open; returns how many were marked."""
+    marked = 0
+    with session_scope() as s:
+        open_studies = s.exec(select(ImagingStudy).where(
+            ImagingStudy.images_received_at.is_(None),  # type: ignore[union-attr]
+            ImagingStudy.order_accession.is_not(None),  # type: ignore[union-attr]
+        )).all()
+        for study in open_studies:
+            marked += check_study(s, study, stable_seconds)
+    return marked

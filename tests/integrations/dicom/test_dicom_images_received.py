@@ -1,0 +1,70 @@
+"""'Images received' (issue 3): complete per MPPS references, or stable for the configured time."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pydicom
+from pydicom.uid import generate_uid
+from sqlmodel import Session, select
+
+from core.db import get_engine
+from domain.imaging_tables import ImagingStudy
+from domain.tables import DomainEvent, WorklistEntry
+from integrations.dicom import completeness
+from tests.support.dicom_files import completed, in_progress, make_image
+from tests.support.dicom_tools import mpps_send, run_tool, running_listener
+from tests.support.loop_driver import LoopDriver
+from worker import build_worker
+
+
+def _study(acc: str) -> tuple[str, str]:
+    with Session(get_engine()) as s:
+        e = s.exec(select(WorklistEntry).where(WorklistEntry.accession_number == acc)).one()
+        return e.study_instance_uid, e.patient_id
+
+
+def _received(acc: str) -> list[DomainEvent]:
+    with Session(get_engine()) as s:
+        return list(s.exec(select(DomainEvent).where(DomainEvent.accession_number == acc,
+                                                     DomainEvent.kind == "images_received")))
+
+
+async def test_images_received_by_mpps_references_and_by_stability(ts_env, sqlite_database, task_queue, tmp_path: Path) -> None:
+    async with build_worker(ts_env.client, task_queue), running_listener(ts_env.client) as lsn:
+        d = LoopDriver(ts_env.client, task_queue)
+        acc = (await d.place()).accession_number
+        await d.check_in(acc)
+        await d.wait_step(acc, "arrived")
+        study, pid = _study(acc)
+        series = generate_uid()
+        images = [make_image(tmp_path / f"i{i}.dcm", study_uid=study, series_uid=series, patient_id=pid, accession=acc,
+                             instance=i + 1, seed=i) for i in range(3)]
+        sops = [str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in images]
+
+        async def store(files: list[Path]) -> None:
+            res = await run_tool(["storescu", "-aec", "RADLOOP", "127.0.0.1", str(lsn.port), *map(str, files)])
+            assert res.code == 0, res.stderr
+
+        uid = generate_uid()
+        assert (await asyncio.to_thread(mpps_send, lsn.port, "CT1", "create", uid, in_progress(acc, study))).status == 0
+        await store(images[:2])
+        assert (await asyncio.to_thread(mpps_send, lsn.port, "CT1", "set", uid, completed(series, sops))).status == 0
+        assert _received(acc) == []  # the MPPS names a third image that has not arrived
+        assert completeness.sweep(stable_seconds=0) == 0  # stability does not override MPPS references
+        await store(images[2:])
+        [event] = _received(acc)
+        assert event.detail["instances"] == 3 and "MPPS" in event.summary
+        await store(images)  # resent: still one event
+        assert len(_received(acc)) == 1
+
+        # No MPPS at all: received once no image has arrived for the stable time.
+        acc2 = (await d.place()).accession_number
+        await d.wait_step(acc2, "scheduled")
+        study2, pid2 = _study(acc2)
+        await store([make_image(tmp_path / "solo.dcm", study_uid=study2, patient_id=pid2, accession=acc2)])
+        assert completeness.sweep(stable_seconds=3600) == 0 and _received(acc2) == []
+        assert completeness.sweep(stable_seconds=0) == 1
+        assert len(_received(acc2)) == 1
+        with Session(get_engine()) as s:
+            assert s.get(ImagingStudy, study2).images_received_at is not None
