@@ -5,6 +5,7 @@ added here and nowhere else.
 """
 from __future__ import annotations
 
+import domain.booking_tables  # noqa: F401
 import domain.critical_tables  # noqa: F401
 import domain.empi_tables  # noqa: F401
 import domain.hl7_tables  # noqa: F401

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 19:33:24.425831
+Create Date: 2026-11-27 19:36:52.641937
 """
 from typing import Sequence, Union
 
@@ -41,6 +41,19 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_app_user_role'), ['role'], unique=False)
         batch_op.create_index(batch_op.f('ix_app_user_username'), ['username'], unique=True)
 
+    op.create_table('booking_patient_lock',
+    sa.Column('patient_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('bumps', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('patient_id')
+    )
+    op.create_table('booking_rules_version',
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('body', sa.JSON(), nullable=False),
+    sa.Column('note', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('version')
+    )
     op.create_table('critical_dictionary_version',
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
@@ -316,6 +329,20 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_mpps_accession_number'), ['accession_number'], unique=False)
         batch_op.create_index(batch_op.f('ix_mpps_study_instance_uid'), ['study_instance_uid'], unique=False)
 
+    op.create_table('no_show_record',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('booking_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('patient_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('missed_start', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('recorded_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('recorded_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('booking_id')
+    )
+    with op.batch_alter_table('no_show_record', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_no_show_record_patient_id'), ['patient_id'], unique=False)
+
     op.create_table('notification_attempt',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -573,11 +600,106 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_patient_merge_state'), ['state'], unique=False)
         batch_op.create_index(batch_op.f('ix_patient_merge_surviving_id'), ['surviving_id'], unique=False)
 
+    op.create_table('room_calendar',
+    sa.Column('room_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('template', sa.JSON(), nullable=False),
+    sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('updated_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.ForeignKeyConstraint(['room_id'], ['room.id'], ),
+    sa.PrimaryKeyConstraint('room_id')
+    )
+    op.create_table('room_closure',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('room_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('start_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('end_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['room_id'], ['room.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('room_closure', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_room_closure_room_id'), ['room_id'], unique=False)
+
+    op.create_table('room_segment',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('room_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('start_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('end_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('device_capacity', sa.Integer(), nullable=False),
+    sa.Column('staff_capacity', sa.Integer(), nullable=False),
+    sa.Column('reserve_units', sa.Integer(), nullable=False),
+    sa.Column('device_used', sa.Integer(), nullable=False),
+    sa.Column('staff_used', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['room_id'], ['room.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('room_id', 'start_at', name='uq_segment_room_start')
+    )
+    with op.batch_alter_table('room_segment', schema=None) as batch_op:
+        batch_op.create_index('ix_segment_start_room', ['start_at', 'room_id'], unique=False)
+
+    op.create_table('slot_booking',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('active_accession', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('patient_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('plan_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('segment_id', sa.Integer(), nullable=False),
+    sa.Column('room_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('campus', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('start_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('end_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('arrive_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('exam_code', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('modality', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('patient_type', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('device_units', sa.Integer(), nullable=False),
+    sa.Column('staff_units', sa.Integer(), nullable=False),
+    sa.Column('state', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('rules_version', sa.Integer(), nullable=False),
+    sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('ended_channel', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('ended_by', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('ended_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+    sa.Column('ended_reason', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.ForeignKeyConstraint(['segment_id'], ['room_segment.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('active_accession')
+    )
+    with op.batch_alter_table('slot_booking', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_slot_booking_accession_number'), ['accession_number'], unique=False)
+        batch_op.create_index(batch_op.f('ix_slot_booking_patient_id'), ['patient_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_slot_booking_plan_id'), ['plan_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_slot_booking_segment_id'), ['segment_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_slot_booking_start_at'), ['start_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_slot_booking_state'), ['state'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('slot_booking', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_slot_booking_state'))
+        batch_op.drop_index(batch_op.f('ix_slot_booking_start_at'))
+        batch_op.drop_index(batch_op.f('ix_slot_booking_segment_id'))
+        batch_op.drop_index(batch_op.f('ix_slot_booking_plan_id'))
+        batch_op.drop_index(batch_op.f('ix_slot_booking_patient_id'))
+        batch_op.drop_index(batch_op.f('ix_slot_booking_accession_number'))
+
+    op.drop_table('slot_booking')
+    with op.batch_alter_table('room_segment', schema=None) as batch_op:
+        batch_op.drop_index('ix_segment_start_room')
+
+    op.drop_table('room_segment')
+    with op.batch_alter_table('room_closure', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_room_closure_room_id'))
+
+    op.drop_table('room_closure')
+    op.drop_table('room_calendar')
     with op.batch_alter_table('patient_merge', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_patient_merge_surviving_id'))
         batch_op.drop_index(batch_op.f('ix_patient_merge_state'))
@@ -645,6 +767,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_notification_attempt_accession_number'))
 
     op.drop_table('notification_attempt')
+    with op.batch_alter_table('no_show_record', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_no_show_record_patient_id'))
+
+    op.drop_table('no_show_record')
     with op.batch_alter_table('mpps', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_mpps_study_instance_uid'))
         batch_op.drop_index(batch_op.f('ix_mpps_accession_number'))
@@ -722,6 +848,8 @@ def downgrade() -> None:
 
     op.drop_table('critical_value')
     op.drop_table('critical_dictionary_version')
+    op.drop_table('booking_rules_version')
+    op.drop_table('booking_patient_lock')
     with op.batch_alter_table('app_user', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_app_user_username'))
         batch_op.drop_index(batch_op.f('ix_app_user_role'))
