@@ -16,10 +16,12 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
+    StorageCommitmentPushModel,
     Verification,
 )
 
 from integrations.dicom.context import ListenerContext
+from integrations.dicom.handlers.commitment import handle_n_action
 from integrations.dicom.handlers.echo import handle_echo
 from integrations.dicom.handlers.find import handle_find
 from integrations.dicom.handlers.mpps import handle_n_create, handle_n_set
@@ -59,6 +61,7 @@ SERVICES: list[Service] = [
             lambda ctx: [(evt.EVT_C_GET, handle_get, [ctx])]),
     Service("move", (PatientRootQueryRetrieveInformationModelMove, StudyRootQueryRetrieveInformationModelMove),
             lambda ctx: [(evt.EVT_C_MOVE, handle_move, [ctx])]),
+    Service("commitment", (StorageCommitmentPushModel,), lambda ctx: [(evt.EVT_N_ACTION, handle_n_action, [ctx])]),
     Service("storage", STORAGE_CLASSES, lambda ctx: [(evt.EVT_C_STORE, handle_store, [ctx])],
             compressed=True, storage_role=True),
 ]
