@@ -16,6 +16,7 @@ from temporalio.client import Client
 from api.deps import TemporalConnector
 from api.errors import TemporalUnavailable, install_error_handlers
 from api.routes import (
+    appointments,
     codec,
     critical_dictionary,
     critical_values,
@@ -60,6 +61,7 @@ def create_app(temporal_client: Client | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (health, orders, tasks, ui_schemas, loops, critical_values, critical_dictionary, departments, codec):
         app.include_router(module.router)
+    app.include_router(appointments.router)
     if not settings.is_production:
         app.include_router(dev_notifications.router)
     app.add_middleware(codec.CodecCORS, origins=codec.temporal_ui_origins())
