@@ -14,7 +14,7 @@ i.e. when its rows are committed and its loop exists. Phases:
 
 Target: MLLP orders/s >= 0.9 x REST orders/s.
 
-    python -m bench.hl7_orders [--orders 60] [--concurrency 6] [--rounds 2] [--rate 5] [--paced-seconds 8]
+    python -m bench.hl7_orders [--orders 30] [--concurrency 6] [--rounds 4] [--rate 5] [--paced-seconds 8]
 """
 from __future__ import annotations
 
@@ -309,9 +309,10 @@ async def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hl7_orders", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--orders", type=int, default=60, help="orders per throughput phase")
+    parser.add_argument("--orders", type=int, default=30, help="orders per throughput phase")
     parser.add_argument("--concurrency", type=int, default=6, help="concurrent connections per path")
-    parser.add_argument("--rounds", type=int, default=2, help="REST/MLLP throughput rounds (alternating order)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="REST/MLLP throughput rounds, alternating which goes first (the machine's load drifts)")
     parser.add_argument("--rate", type=float, default=5.0, help="orders per second in the paced phase")
     parser.add_argument("--paced-seconds", type=float, default=8.0)
     parser.add_argument("--warmup", type=int, default=6)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from integrations.hl7.context import InboundContext, Outcome
+from domain.orders import PatientIdentifier as IdentifierIn
+from integrations.hl7.context import InboundContext, Outcome, SessionFactory
 from integrations.hl7.parse import ErrorCode, HL7Reject, Issue, Location, ParsedMessage, reject
 from integrations.hl7.patient import identifiers_from, patient_facts
 from services.errors import Conflict, Invalid, NotFound
@@ -23,7 +24,7 @@ from services.patient_merge import merge, owner_before_merges
 from services.patient_registry import register, update_demographics
 
 
-def _owner(sessions, identifiers, location: Location) -> str:
+def _owner(sessions: SessionFactory, identifiers: list[IdentifierIn], location: Location) -> str:
     with sessions() as s:
         owners = {o for i in identifiers if (o := owner_before_merges(s, i.system, i.value))}
     if not owners:

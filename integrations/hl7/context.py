@@ -11,6 +11,9 @@ from temporalio.client import Client
 from core.db import get_engine
 
 
+SessionFactory = Callable[[], AbstractContextManager[Session]]
+
+
 def new_session() -> Session:
     """A session whose objects stay readable after commit (handlers return rows)."""
     return Session(get_engine(), expire_on_commit=False)
@@ -20,7 +23,7 @@ def new_session() -> Session:
 class InboundContext:
     # Returns the Temporal client or raises: the listener stays up while Temporal is down.
     temporal: Callable[[], Awaitable[Client]]
-    sessions: Callable[[], AbstractContextManager[Session]] = new_session
+    sessions: SessionFactory = new_session
     task_queue: str | None = None  # None: the settings' loop task queue
 
 

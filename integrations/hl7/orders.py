@@ -38,7 +38,7 @@ from domain.enums import Role
 from domain.loop import Actor, CancelRequest
 from domain.orders import OrderIn
 from domain.tables import ExamOrder, Patient, PatientIdentifier, Room
-from integrations.hl7.context import InboundContext, Outcome
+from integrations.hl7.context import InboundContext, Outcome, SessionFactory
 from integrations.hl7.parse import ErrorCode, HL7Reject, Issue, Location, ParsedMessage, reject
 from domain.empi import PersonFacts
 from integrations.hl7.patient import join_name, patient_facts
@@ -134,7 +134,7 @@ def order_fields(msg: ParsedMessage, facts: PersonFacts) -> tuple[dict[str, Any]
     return body, bool(ipc_modality)
 
 
-def _known_patient(sessions, facts: PersonFacts) -> Patient | None:
+def _known_patient(sessions: SessionFactory, facts: PersonFacts) -> Patient | None:
     with sessions() as s:
         for ident in facts.identifiers:
             row = s.exec(select(PatientIdentifier).where(
@@ -148,14 +148,14 @@ MODALITY_CACHE_SECONDS = 60.0
 _modalities: dict[str, tuple[float, set[str]]] = {}  # database URL -> (read at, modalities)
 
 
-def _read_modalities(sessions) -> set[str]:
+def _read_modalities(sessions: SessionFactory) -> set[str]:
     with sessions() as s:
         found = {m for room in s.exec(select(Room)).all() for m in room.modalities.split()}
         _modalities[str(s.get_bind().url)] = (time.monotonic(), found)
     return found
 
 
-async def center_modalities(sessions) -> set[str]:
+async def center_modalities(sessions: SessionFactory) -> set[str]:
     """Modalities some room performs; rooms change rarely, so the answer is kept for a minute."""
     cached = _modalities.get(str(get_engine().url))
     if cached is not None and time.monotonic() - cached[0] < MODALITY_CACHE_SECONDS:
@@ -210,7 +210,7 @@ async def new_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, 
     return Outcome(text=f"order {verb}: accession {result.order.accession_number}")
 
 
-def _find_order(sessions, placer_system: str, placer_number: str, filler: str) -> ExamOrder | None:
+def _find_order(sessions: SessionFactory, placer_system: str, placer_number: str, filler: str) -> ExamOrder | None:
     with sessions() as s:
         row = find_by_placer(s, placer_system, placer_number) if placer_number else None
         if row is None and filler:
