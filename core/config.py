@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     dicom_listener_processes: int = Field(
         1, description="Listener processes sharing the port (SO_REUSEPORT) for parallel associations"
     )
+    dicom_archive_compression: str = Field(
+        "none", description="Lossless archive copy of received studies: none | jpeg-ls | j2k"
+    )
 
     @property
     def resolved_database_url(self) -> str:

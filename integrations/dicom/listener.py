@@ -44,7 +44,7 @@ from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 from core.config import Settings, get_settings
 from integrations.dicom.context import ListenerContext
 from integrations.dicom.loop_bridge import LoopBridge
-from integrations.dicom import completeness, stored
+from integrations.dicom import archive, completeness, stored
 from integrations.dicom.services import SERVICES
 from integrations.dicom.store import DicomStore
 
@@ -132,18 +132,19 @@ def start_threaded(ctx: ListenerContext, port: int, host: str = "127.0.0.1") -> 
     return ae, server
 
 
-def _sweep_forever(stable_seconds: int) -> None:
-    """Studies without MPPS count as received once stable (completeness.py)."""
+def _sweep_forever(settings: Settings, store: DicomStore) -> None:
+    """Studies without MPPS count as received once stable (completeness.py); received ones are archived."""
     while True:
-        time.sleep(max(1.0, min(30.0, stable_seconds / 4)))
+        time.sleep(max(1.0, min(30.0, settings.dicom_study_stable_seconds / 4)))
         try:
-            completeness.sweep(stable_seconds)
+            completeness.sweep(settings.dicom_study_stable_seconds)
+            archive.archive_received(settings, store.root)
         except Exception:
-            log.exception("images-received sweep failed")
+            log.exception("images-received / archive sweep failed")
 
 
-def serve(settings: Settings) -> None:
-    """Serve in this process until SIGTERM/SIGINT."""
+def serve(settings: Settings, sweeper: bool = True) -> None:
+    """Serve in this process until SIGTERM/SIGINT; one process per listener runs the sweeper."""
     ctx = make_context(settings)
     tempfile.tempdir = str(ctx.store.incoming)  # spool next to the store, so storing is a rename
     ae, handlers = build_ae(ctx)
@@ -154,8 +155,9 @@ def serve(settings: Settings) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    threading.Thread(target=_sweep_forever, args=(settings.dicom_study_stable_seconds,), daemon=True,
-                     name="dicom-images-received").start()
+    if sweeper:
+        threading.Thread(target=_sweep_forever, args=(settings, ctx.store), daemon=True,
+                         name="dicom-images-received").start()
     log.info("DICOM AE %s listening on %s:%d (pid %d)", settings.ae_title, host, settings.dicom_port, os.getpid())
     try:
         server.serve_forever()
@@ -173,7 +175,7 @@ def _configure_logging() -> None:
 
 def _child(_: int) -> None:
     _configure_logging()
-    serve(get_settings())
+    serve(get_settings(), sweeper=False)
 
 
 def main() -> int:
