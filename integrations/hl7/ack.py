@@ -69,21 +69,34 @@ def _err_segment(issue: Issue, header: MessageHeader) -> str:
     return f.join(["ERR", c.join(parts)])
 
 
+def application_ack_wanted(code: AckCode, header: MessageHeader) -> bool:
+    """Enhanced mode: MSH-16 asks for a separate application ACK (empty = never, conservatively)."""
+    wanted = header.application_ack_type
+    return header.enhanced_mode and (
+        wanted == "AL" or (wanted == "ER" and code != "AA") or (wanted == "SU" and code == "AA"))
+
+
 def build_ack(header: MessageHeader, code: AckCode, issues: list[Issue] | None = None,
-              text: str = "") -> str:
-    """The ACK for `header`'s message, as text (encode with `header.codec`)."""
+              text: str = "", application_ack: bool = False) -> str:
+    """The ACK for `header`'s message, as text (encode with `header.codec`).
+
+    `application_ack`: the enhanced-mode application ACK, a message of its own that
+    RadLoop sends to the HIS: original codes (AA/AE/AR), and it asks for the HIS's
+    accept ACK (MSH-15 AL) so its delivery can be confirmed.
+    """
     enc = header.encoding
     f, c = enc.field, enc.component
     issues = issues or []
-    ack = response_code(code, header)
+    ack = code if application_ack else response_code(code, header)
     version = ack_version(header)
     msh = [
         "MSH", enc.msh2, RADLOOP_APP, RADLOOP_APP,
         enc.escape_text(header.sending_application), enc.escape_text(header.sending_facility),
         hl7_timestamp(), "", c.join(["ACK", header.trigger_event, "ACK"]) if header.trigger_event else "ACK",
         f"ACK{uuid.uuid4().hex[:17].upper()}", header.processing_id or "P", version,
-        # An ACK is never acknowledged itself; in original mode MSH-15/16 stay empty.
-        "", "", *(["NE", "NE"] if header.enhanced_mode else ["", ""]), "", header.charset,
+        # An accept ACK is never acknowledged itself; in original mode MSH-15/16 stay empty.
+        "", "", *(["AL", "NE"] if application_ack else ["NE", "NE"] if header.enhanced_mode else ["", ""]),
+        "", header.charset,
     ]
     while msh and msh[-1] == "":
         msh.pop()

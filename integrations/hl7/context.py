@@ -25,6 +25,8 @@ class InboundContext:
     temporal: Callable[[], Awaitable[Client]]
     sessions: SessionFactory = new_session
     task_queue: str | None = None  # None: the settings' loop task queue
+    # Hands a queued enhanced-mode application ACK to its sender (integrations.hl7.app_acks); None: queued only.
+    application_acks: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -7,20 +7,30 @@ message is durable"):
 3. look up (sender, MSH-10) in the log: a resend gets the stored ACK, nothing else;
 4. parse with hl7apy and run the handler, which commits rows / starts or signals
    the loop before returning; content errors -> AE with ERR, "not now" -> AR;
-5. store the message with its ACK and timing, then answer.
+5. store the message with its ACK and timing, then answer; in enhanced mode the
+   application ACK MSH-16 asks for is queued for the HIS (integrations.hl7.app_acks).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from domain.tables import utcnow
 from integrations.hl7 import log as msglog
-from integrations.hl7.ack import FALLBACK_HEADER, accept_ack_wanted, build_ack, encode, response_code
+from integrations.hl7.ack import (
+    FALLBACK_HEADER,
+    accept_ack_wanted,
+    application_ack_wanted,
+    build_ack,
+    encode,
+    response_code,
+)
 from integrations.hl7.adt import handle_adt
+from integrations.hl7.app_acks import queue_application_ack
 from integrations.hl7.context import InboundContext, Outcome
 from integrations.hl7.mllp import Frame, Oversized, Peer
 from integrations.hl7.orders import handle_order
@@ -116,11 +126,25 @@ class InboundProcessor:
             processing_ms=(time.perf_counter() - started) * 1000, transient=transient,
             application_ack_code=code if header.application_ack_type else None,
         )
+        row_id = f"unlogged-{uuid.uuid4()}"
         try:
-            await asyncio.to_thread(msglog.record, self.ctx.sessions, header, raw, str(peer), received_at, result)
+            row_id = await asyncio.to_thread(msglog.record, self.ctx.sessions, header, raw, str(peer),
+                                             received_at, result)
         except Exception:  # noqa: BLE001 - the effect is durable; a resend re-processes safely
             log.exception("could not store %s and its ACK", header.control_id)
+        if application_ack_wanted(code, header) and not transient:  # type: ignore[arg-type]
+            await self._queue_application_ack(header, code, issues, text, row_id)
         return ack if accept_ack_wanted(code, header) else None  # type: ignore[arg-type]
+
+    async def _queue_application_ack(self, header: MessageHeader, code: str, issues: list[Issue], text: str,
+                                     row_id: str) -> None:
+        try:
+            app_id = await asyncio.to_thread(queue_application_ack, header, code, issues, text, row_id)
+        except Exception:  # noqa: BLE001 - the accept ACK still goes out; the log shows the gap
+            log.exception("could not queue the application ACK of %s", header.control_id)
+            return
+        if self.ctx.application_acks is not None:
+            self.ctx.application_acks(app_id)
 
     async def _refuse_unclaimed(self, raw: bytes, size: int, peer: Peer, started: float, err: HL7Reject,
                                 header: MessageHeader | None = None) -> bytes | None:

@@ -14,6 +14,7 @@ from temporalio.client import Client
 
 from core.config import get_settings
 from core.temporal import connect
+from integrations.hl7.app_acks import ApplicationAckSender
 from integrations.hl7.context import InboundContext
 from integrations.hl7.inbound import InboundProcessor
 from integrations.hl7.mllp import MLLPServer
@@ -45,9 +46,14 @@ def bind_host() -> str:
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s hl7 %(levelname)s %(message)s")
     settings = get_settings()
-    server = MLLPServer(InboundProcessor(InboundContext(temporal=TemporalOnDemand())))
+    app_acks = ApplicationAckSender()
+    app_acks.start()
+    server = MLLPServer(InboundProcessor(InboundContext(temporal=TemporalOnDemand(),
+                                                        application_acks=app_acks.submit)))
     port = await server.start(bind_host(), settings.hl7_port)
     log.info("HL7 MLLP listener on %s:%d", bind_host(), port)
+    if resumed := await app_acks.resume():
+        log.info("%d application ACK(s) from an earlier run still to deliver", resumed)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -55,6 +61,7 @@ async def main() -> None:
     await stopping.wait()
     log.info("stopping")
     await server.close()
+    await app_acks.close()
 
 
 if __name__ == "__main__":

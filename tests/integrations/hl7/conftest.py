@@ -6,6 +6,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+import hl7
 import pytest
 from sqlmodel import Session, func, select
 from temporalio.client import Client
@@ -14,9 +15,11 @@ from core.db import get_engine
 from core.temporal import connect
 from domain.hl7_tables import HL7Message
 from domain.tables import ExamOrder, Patient
+from integrations.hl7.ack import build_ack, encode
 from integrations.hl7.context import InboundContext
 from integrations.hl7.inbound import InboundProcessor
-from integrations.hl7.mllp import MLLPClient, MLLPServer
+from integrations.hl7.mllp import Frame, MLLPClient, MLLPServer, Peer
+from integrations.hl7.parse import read_header
 
 
 def free_port() -> int:
@@ -68,6 +71,35 @@ async def listener_on_each_database(database: str) -> AsyncIterator[Listener]:
     listener = await start_listener(InboundContext(temporal=temporal_nowhere()))
     yield listener
     await listener.server.close()
+
+
+class HIS:
+    """The hospital system's side: stores what it receives and answers with `answer` (AA, AE or AR)."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.answer = "AA"
+        self.server = MLLPServer(self)
+
+    async def __call__(self, got: Frame, _peer: Peer) -> bytes:
+        assert isinstance(got, bytes)
+        self.received.append(got)
+        header = read_header(got)
+        return encode(build_ack(header, self.answer, text="HIS says " + self.answer), header)  # type: ignore[arg-type]
+
+    def messages(self) -> list[hl7.Message]:
+        return [hl7.parse(m.decode("utf-8")) for m in self.received]
+
+
+@pytest.fixture
+async def his(sqlite_database: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[HIS]:
+    his = HIS()
+    port = await his.server.start("127.0.0.1", 0)
+    monkeypatch.setenv("RADLOOP_HIS_MLLP_HOST", "127.0.0.1")
+    monkeypatch.setenv("RADLOOP_HIS_MLLP_PORT", str(port))
+    monkeypatch.setenv("RADLOOP_HIS_MLLP_TIMEOUT_SECONDS", "2")
+    yield his
+    await his.server.close()
 
 
 def counts() -> dict[str, int]:

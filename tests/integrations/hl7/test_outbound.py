@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 
-import hl7
 import pytest
 from sqlmodel import Session
 from temporalio.exceptions import ApplicationError
@@ -24,44 +22,13 @@ from domain.hl7_tables import HL7Message
 from domain.orders import OrderIn
 from domain.tables import ExamOrder, ReportVersion
 from integrations.hl7 import log as msglog
-from integrations.hl7.ack import build_ack, encode
 from integrations.hl7.context import new_session
-from integrations.hl7.mllp import Frame, MLLPServer, Peer
-from integrations.hl7.parse import read_header
+from integrations.hl7.mllp import MLLPServer
 from services.order_intake import record_order
-from tests.integrations.hl7.conftest import free_port
+from tests.integrations.hl7.conftest import HIS, free_port
 from tests.support.loop_driver import order_payload
 
 AT = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
-
-
-class HIS:
-    """The hospital system's side: stores what it receives and answers with `answer` (AA, AE or AR)."""
-
-    def __init__(self) -> None:
-        self.received: list[bytes] = []
-        self.answer = "AA"
-        self.server = MLLPServer(self)
-
-    async def __call__(self, got: Frame, _peer: Peer) -> bytes:
-        assert isinstance(got, bytes)
-        self.received.append(got)
-        header = read_header(got)
-        return encode(build_ack(header, self.answer, text="HIS says " + self.answer), header)  # type: ignore[arg-type]
-
-    def messages(self) -> list[hl7.Message]:
-        return [hl7.parse(m.decode("utf-8")) for m in self.received]
-
-
-@pytest.fixture
-async def his(sqlite_database: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[HIS]:
-    his = HIS()
-    port = await his.server.start("127.0.0.1", 0)
-    monkeypatch.setenv("RADLOOP_HIS_MLLP_HOST", "127.0.0.1")
-    monkeypatch.setenv("RADLOOP_HIS_MLLP_PORT", str(port))
-    monkeypatch.setenv("RADLOOP_HIS_MLLP_TIMEOUT_SECONDS", "2")
-    yield his
-    await his.server.close()
 
 
 def placed_order_with_reports(*versions: ReportVersion) -> ExamOrder:
