@@ -21,6 +21,7 @@ from api.routes import (
     critical_dictionary,
     critical_values,
     departments,
+    dicomweb,
     dev_notifications,
     health,
     loops,
@@ -62,6 +63,7 @@ def create_app(temporal_client: Client | None = None) -> FastAPI:
     for module in (health, orders, tasks, ui_schemas, loops, critical_values, critical_dictionary, departments, codec):
         app.include_router(module.router)
     app.include_router(appointments.router)
+    app.include_router(dicomweb.router)  # DICOMweb over the DICOM store (integrations/dicom)
     if not settings.is_production:
         app.include_router(dev_notifications.router)
     app.add_middleware(codec.CodecCORS, origins=codec.temporal_ui_origins())

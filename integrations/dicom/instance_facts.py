@@ -94,7 +94,8 @@ def _text(ds: Dataset, keyword: str) -> str:
     return str(value).strip()
 
 
-def read_facts(path: Path, command_sop_class: str, command_sop_instance: str) -> InstanceFacts:
+def read_facts(path: Path, command_sop_class: str | None, command_sop_instance: str | None) -> InstanceFacts:
+    """Facts of a spooled Part 10 file; the command's UIDs (C-STORE) must match when given (None: STOW-RS)."""
     size = path.stat().st_size
     try:
         ds = dcmread(path, defer_size=DEFER_BYTES)
@@ -109,6 +110,9 @@ def read_facts(path: Path, command_sop_class: str, command_sop_instance: str) ->
     missing = [k for k, v in uids.items() if not v]
     if missing:
         raise Unacceptable(f"missing {', '.join(missing)}", status=0xA900)
+    if command_sop_instance is None:
+        command_sop_instance = str(ds.file_meta.get("MediaStorageSOPInstanceUID", "") or uids["SOPInstanceUID"])
+        command_sop_class = str(ds.file_meta.get("MediaStorageSOPClassUID", "") or uids["SOPClassUID"])
     if uids["SOPInstanceUID"] != command_sop_instance or uids["SOPClassUID"] != command_sop_class:
         raise Unacceptable("SOP Class/Instance UID in the data set differ from the C-STORE request", status=0xA900)
     return InstanceFacts(

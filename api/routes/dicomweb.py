@@ -1,0 +1,203 @@
+"""DICOMweb (PS3.18) over the same store and index as the DICOM listener (R4.3.2).
+
+- QIDO-RS  GET  /dicomweb/studies[/{study}/series[/{series}/instances]]  (application/dicom+json)
+- WADO-RS  GET  /dicomweb/studies/{study}[/series/{series}[/instances/{sop}]]  multipart/related
+           of the stored Part 10 files, byte for byte; .../metadata as DICOM JSON (no pixel data)
+- WADO-URI GET  /dicomweb/wado?requestType=WADO&studyUID=&seriesUID=&objectUID=  (application/dicom)
+- STOW-RS  POST /dicomweb/studies  multipart/related; type="application/dicom"
+           -> 200 all stored, 202 some failed, 409 none stored (FailedSOPSequence with reasons)
+Every call needs a bearer token; STOW-RS is for technologists and system administrators.
+OHIF reads this with `qidoRoot`/`wadoRoot` = <api>/dicomweb and `wadoUriRoot` = <api>/dicomweb/wado.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from sqlmodel import select
+
+from api.deps import CurrentUser, require_roles
+from core.config import get_settings
+from core.db import session_scope
+from domain.enums import Role
+from domain.imaging_tables import ImagingInstance
+from domain.tables import User
+from integrations.dicom import index, qr_query
+from integrations.dicom.handlers.qr_find import instance_values, series_values, study_values
+from integrations.dicom.ingest import ingest_spooled
+from integrations.dicom.multipart import boundary_of, new_boundary, split_parts, stream_files
+from integrations.dicom.responses import put, to_dataset
+from integrations.dicom.store import DicomStore
+
+router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
+DICOM_JSON = "application/dicom+json"
+MAX_STOW_BYTES = 1 << 30  # one request; larger studies are sent in several
+PAGING = {"limit", "offset", "fuzzymatching", "includefield"}
+Uploader = Annotated[User, Depends(require_roles(Role.technologist, Role.system_admin))]
+
+
+def _store() -> DicomStore:
+    return DicomStore(get_settings().data_dir / "dicom")
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(json.dumps(payload, ensure_ascii=False), status_code=status, media_type=DICOM_JSON)
+
+
+def _query(level: str, params: dict[str, str], **fixed: str) -> Dataset:
+    q = Dataset()
+    q.QueryRetrieveLevel = level
+    for key, value in {**params, **fixed}.items():
+        if key in PAGING:
+            continue
+        keyword = key
+        if len(key) == 8 and all(c in "0123456789abcdefABCDEF" for c in key):
+            from pydicom.datadict import keyword_for_tag
+
+            keyword = keyword_for_tag(int(key, 16)) or key
+        try:
+            setattr(q, keyword, value)
+        except (AttributeError, ValueError, TypeError):
+            raise HTTPException(400, f"unknown or invalid query key {key}") from None
+    return q
+
+
+def _qido(level: str, request: Request, **fixed: str) -> Response:
+    params = dict(request.query_params)
+    limit = int(params.get("limit", "1000"))
+    offset = int(params.get("offset", "0"))
+    with session_scope() as s:
+        _, rows = qr_query.search(s, _query(level, params, **fixed))
+    rows = rows[offset:offset + limit]
+    build = {"STUDY": lambda r: study_values(r[0]), "SERIES": lambda r: series_values(*r),
+             "IMAGE": lambda r: instance_values(*r)}[level]
+    out = []
+    for row in rows:
+        values = build(row)
+        put(values, "RetrieveAETitle", get_settings().ae_title)
+        out.append(to_dataset(values).to_json_dict())
+    return _json(out)
+
+
+@router.get("/studies")
+def qido_studies(request: Request, _: CurrentUser) -> Response:
+    return _qido("STUDY", request)
+
+
+@router.get("/studies/{study}/series")
+def qido_series(study: str, request: Request, _: CurrentUser) -> Response:
+    return _qido("SERIES", request, StudyInstanceUID=study)
+
+
+@router.get("/studies/{study}/series/{series}/instances")
+def qido_instances(study: str, series: str, request: Request, _: CurrentUser) -> Response:
+    return _qido("IMAGE", request, StudyInstanceUID=study, SeriesInstanceUID=series)
+
+
+def _instances(study: str, series: str | None = None, sop: str | None = None) -> list[ImagingInstance]:
+    with session_scope() as s:
+        stmt = select(ImagingInstance).where(ImagingInstance.study_instance_uid == study)
+        if series:
+            stmt = stmt.where(ImagingInstance.series_instance_uid == series)
+        if sop:
+            stmt = stmt.where(ImagingInstance.sop_instance_uid == sop)
+        rows = list(s.exec(stmt.order_by(ImagingInstance.series_instance_uid, ImagingInstance.instance_number)))
+    if not rows:
+        raise HTTPException(404, "no such study, series or instance")
+    return rows
+
+
+def _multipart(rows: list[ImagingInstance]) -> StreamingResponse:
+    store, boundary = _store(), new_boundary()
+    paths = [store.path(r.rel_path) for r in rows]
+    return StreamingResponse(
+        stream_files(paths, boundary),
+        media_type=f'multipart/related; type="application/dicom"; boundary={boundary}')
+
+
+def _metadata(rows: list[ImagingInstance]) -> Response:
+    store = _store()
+    out = []
+    for r in rows:
+        ds = dcmread(store.path(r.rel_path), stop_before_pixels=True)
+        out.append(ds.to_json_dict(bulk_data_threshold=1 << 16, bulk_data_element_handler=lambda _e: ""))
+    return _json(out)
+
+
+@router.get("/studies/{study}")
+def wado_study(study: str, _: CurrentUser) -> StreamingResponse:
+    return _multipart(_instances(study))
+
+
+@router.get("/studies/{study}/series/{series}")
+def wado_series(study: str, series: str, _: CurrentUser) -> StreamingResponse:
+    return _multipart(_instances(study, series))
+
+
+@router.get("/studies/{study}/series/{series}/instances/{sop}")
+def wado_instance(study: str, series: str, sop: str, _: CurrentUser) -> StreamingResponse:
+    return _multipart(_instances(study, series, sop))
+
+
+@router.get("/studies/{study}/metadata")
+def study_metadata(study: str, _: CurrentUser) -> Response:
+    return _metadata(_instances(study))
+
+
+@router.get("/studies/{study}/series/{series}/metadata")
+def series_metadata(study: str, series: str, _: CurrentUser) -> Response:
+    return _metadata(_instances(study, series))
+
+
+@router.get("/wado")
+def wado_uri(
+    _: CurrentUser,
+    request_type: Annotated[str, Query(alias="requestType")],
+    study: Annotated[str, Query(alias="studyUID")],
+    series: Annotated[str, Query(alias="seriesUID")],
+    sop: Annotated[str, Query(alias="objectUID")],
+) -> Response:
+    if request_type != "WADO":
+        raise HTTPException(400, "requestType must be WADO")
+    [row] = _instances(study, series, sop)
+    return Response(_store().path(row.rel_path).read_bytes(), media_type="application/dicom")
+
+
+@router.post("/studies")
+async def stow(request: Request, user: Uploader) -> Response:
+    try:
+        boundary = boundary_of(request.headers.get("content-type", ""))
+    except ValueError as exc:
+        raise HTTPException(415, str(exc)) from None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_STOW_BYTES:
+            raise HTTPException(413, f"more than {MAX_STOW_BYTES} bytes in one STOW-RS request")
+    store = _store()
+    stored, failed = [], []
+    for headers, payload in split_parts(bytes(body), boundary):
+        spool = store.incoming / f"stow-{uuid.uuid4().hex}.dcm"
+        spool.write_bytes(payload)
+        result = ingest_spooled(store, spool, f"stow:{user.username}")
+        item = Dataset()
+        if result.status == 0 and result.facts is not None and result.rel_path is not None:
+            index.index_instance(result.facts, result.rel_path, result.size, f"stow:{user.username}")
+            item.ReferencedSOPClassUID = result.facts.sop_class_uid
+            item.ReferencedSOPInstanceUID = result.facts.sop_instance_uid
+            stored.append(item)
+        else:
+            item.FailureReason = result.status
+            failed.append(item)
+    response = Dataset()
+    if stored:
+        response.ReferencedSOPSequence = stored
+    if failed:
+        response.FailedSOPSequence = failed
+    status = 200 if not failed else (202 if stored else 409)
+    return _json(response.to_json_dict(), status)
