@@ -21,6 +21,7 @@ from activities.critical import (
 )
 from activities.events import record_event
 from activities.exam import record_exam_progress, record_image_grade
+from activities.hl7_outbound import deliver_hl7, queue_order_status, queue_report_message
 from activities.notifications import send_notification
 from activities.orders import apply_order_fix, run_order_qc, set_order_step
 from activities.reports import publish_report, save_report_version, sign_report
@@ -50,6 +51,7 @@ ACTIVITIES = [
     save_report_version, sign_report, publish_report,
     send_notification, record_critical_raised, record_critical_change, critical_ladder,
     critical_plan, suggest_critical_items,
+    queue_report_message, queue_order_status, deliver_hl7,
 ]
 
 

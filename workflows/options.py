@@ -22,3 +22,13 @@ NOTIFY_ACTIVITY = dict(
         maximum_interval=timedelta(seconds=10), maximum_attempts=3,
     ),
 )
+
+# HL7 to the HIS: retry as long as the HIS is down (it queues in order meanwhile);
+# a content refusal (AE/CE) is final.
+HL7_DELIVERY_ACTIVITY = dict(
+    start_to_close_timeout=timedelta(seconds=60),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=5), backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=5), non_retryable_error_types=["HISRejected", "NotFound"],
+    ),
+)

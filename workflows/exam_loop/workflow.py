@@ -27,6 +27,14 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.events import EventInput, record_event
     from activities.exam import ExamProgress, GradeRecord, record_exam_progress, record_image_grade
+    from activities.hl7_outbound import (
+        Delivery as HL7Delivery,
+        OrderStatusMessage,
+        ReportMessage,
+        deliver_hl7,
+        queue_order_status,
+        queue_report_message,
+    )
     from activities.notifications import Notice, send_notification
     from activities.orders import OrderFix, OrderRef, StepChange, apply_order_fix, run_order_qc, set_order_step
     from activities.reports import (
@@ -74,7 +82,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.task_forms import PerformExamForm
     from workflows.critical_value.workflow import CriticalValueWorkflow
     from workflows.human_tasks import TaskBook
-    from workflows.options import DB_ACTIVITY, NOTIFY_ACTIVITY
+    from workflows.options import DB_ACTIVITY, HL7_DELIVERY_ACTIVITY, NOTIFY_ACTIVITY
 
 BEFORE_EXAM = {LoopStep.order_qc, LoopStep.order_fix, LoopStep.scheduling, LoopStep.scheduled, LoopStep.arrived}
 SYSTEM = "system"
@@ -120,17 +128,27 @@ class ExamLoopWorkflow:
         self.children: list[Any] = []
         self.corrections: list[CorrectionRequest] = []
         self.correction_active = False
+        self.hl7_enabled = False
+        self.hl7_outbox: list[str] = []  # message IDs, delivered strictly in order
+        self.hl7_seq = 0
+        self.hl7_sender: asyncio.Task | None = None
         self.correction_count = 0
 
     # ==== the loop ====================================================================
     @workflow.run
     async def run(self, inp: ExamLoopInput) -> LoopStatus:
+        if workflow.patched("hl7-outbound"):
+            # The HIS hears of every status change and signed report (ORU^R01), in order,
+            # through a durable outbox: a HIS outage never blocks the loop's own steps.
+            self.hl7_enabled = True
+            self.hl7_sender = asyncio.create_task(self._deliver_hl7_forever())
         try:
             if not (await self._order_qc() and await self._schedule_and_check_in()):
                 raise _Cancelled()
             await self._exam_until_quality_ok()
         except _Cancelled:
             await self._cancel_saga()
+            await self._drain_hl7()
             return self.status()
         signed = await self._report_until_signed(correction=None)
         await self._after_signing(signed, corrected=False, previous_critical=None)
@@ -138,6 +156,7 @@ class ExamLoopWorkflow:
         for child in self.children:
             await child
         await self._advance(LoopStep.closed, status="closed", summary="loop closed")
+        await self._drain_hl7()
         return self.status()
 
     # ---- 1. order QC (R8.1) ------------------------------------------------------------
@@ -378,6 +397,12 @@ class ExamLoopWorkflow:
                            kind="corrected" if corrected else "final", at=workflow.now()),
             **DB_ACTIVITY,
         )
+        if self.hl7_enabled:
+            self.hl7_outbox.append(await workflow.execute_activity(
+                queue_report_message,
+                ReportMessage(accession_number=self.inp.accession_number, version=signed.version,
+                              kind="corrected" if corrected else "final"),
+                **DB_ACTIVITY))
         await self._advance(LoopStep.published, status="corrected" if corrected else "reported",
                             summary=f"report v{signed.version} published")
         if corrected:
@@ -574,6 +599,12 @@ class ExamLoopWorkflow:
         )
         self.step = step
         workflow.upsert_search_attributes([SA_STEP.value_set(step.value)])
+        if status and self.hl7_enabled:
+            self.hl7_seq += 1
+            self.hl7_outbox.append(await workflow.execute_activity(
+                queue_order_status,
+                OrderStatusMessage(accession_number=self.inp.accession_number, status=status, seq=self.hl7_seq),
+                **DB_ACTIVITY))
 
     async def _event(self, kind: str, summary: str, actor: str) -> None:
         await workflow.execute_activity(
@@ -598,6 +629,22 @@ class ExamLoopWorkflow:
 
     async def _tell_orderer(self, title: str, body: str) -> bool:
         return await self._tell("user", self.inp.ordering_clinician_id, title, body)
+
+    async def _deliver_hl7_forever(self) -> None:
+        """One message at a time, oldest first; retried until the HIS takes it (or refuses the content)."""
+        while True:
+            await workflow.wait_condition(lambda: bool(self.hl7_outbox))
+            message_id = self.hl7_outbox[0]
+            try:
+                await workflow.execute_activity(deliver_hl7, HL7Delivery(message_id=message_id), **HL7_DELIVERY_ACTIVITY)
+            except ActivityError as err:
+                # AE/CE: the HIS will never take this content; the log row says why, the operator sees it.
+                await self._event("hl7_refused", f"HIS refused message {message_id}: {err.cause or err}", SYSTEM)
+            self.hl7_outbox.pop(0)
+
+    async def _drain_hl7(self) -> None:
+        if self.hl7_enabled:
+            await workflow.wait_condition(lambda: not self.hl7_outbox)
 
     def _push_compensation(self, name: str) -> None:
         if name not in self.compensations:
