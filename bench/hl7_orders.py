@@ -120,6 +120,7 @@ async def center() -> AsyncIterator[tuple[Any, str, int, int]]:
     from core.temporal import data_converter, dev_server_search_attribute_args
     from integrations.hl7.context import InboundContext
     from integrations.hl7.inbound import InboundProcessor
+    from integrations.hl7.listener import use_listener_threads
     from integrations.hl7.mllp import MLLPServer
     from worker import build_worker
 
@@ -141,6 +142,7 @@ async def center() -> AsyncIterator[tuple[Any, str, int, int]]:
     async def temporal():
         return client
 
+    use_listener_threads()  # as `python -m integrations.hl7.listener` does in its own process
     mllp = MLLPServer(InboundProcessor(InboundContext(temporal=temporal, task_queue=queue)))
     mllp_port = await mllp.start("127.0.0.1", 0)
     api = uvicorn.Server(uvicorn.Config(create_app(client), host="127.0.0.1", port=api_port, log_level="warning",

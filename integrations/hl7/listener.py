@@ -7,6 +7,7 @@ the listener as up and Temporal as the failing part.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import signal
 
@@ -43,8 +44,19 @@ def bind_host() -> str:
     return "0.0.0.0" if get_settings().is_production else "127.0.0.1"
 
 
+# Database work runs in threads (asyncio.to_thread); SQLite makes a writer wait for the lock, so
+# a few slow commits must not use up the default pool (cpu + 4 threads) and stall every lookup.
+DB_THREADS = 32
+
+
+def use_listener_threads() -> None:
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(DB_THREADS, thread_name_prefix="hl7-db"))
+
+
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s hl7 %(levelname)s %(message)s")
+    use_listener_threads()
     settings = get_settings()
     app_acks = ApplicationAckSender()
     app_acks.start()
