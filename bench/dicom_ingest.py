@@ -4,14 +4,16 @@ Measured in one run, each against DCMTK on the same files and machine:
 - ingest over one association (storescu -> listener vs storescu -> storescp);
 - ingest over 4 parallel associations (4 storescu; listener with 2 processes vs storescp --fork);
 - C-GET of the whole study (getscu <- listener vs getscu <- dcmqrscp);
+- WADO-RS of the whole study from the API (uvicorn, uvloop + httptools as `make run` starts it);
 - listener peak memory (VmHWM, all listener processes).
 Targets: ingest >= 0.25x storescp and >= 50 MB/s; parallel >= 0.35x; C-GET >= 150 img/s;
-peak memory < 300 MB. DCMTK tools always run with TCP_NODELAY=1.
+WADO-RS >= 600 img/s; peak memory < 300 MB. DCMTK tools always run with TCP_NODELAY=1.
 """
 from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +24,9 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from bench.dicom_common import (
     DCMTK_ENV, center_env, children_of, dcmtk_server, free_port, listener, peak_rss_mb, prepare_database, scratch_dir,
+    wait_port,
 )
+from core.config import REPO_ROOT
 
 
 def make_study(out: Path, n: int, size: int = 512) -> tuple[list[Path], str]:
@@ -77,6 +81,34 @@ def getscu(port: int, aec: str, study: str, out: Path) -> None:
                          env=DCMTK_ENV, capture_output=True)
     if res.returncode != 0:
         raise RuntimeError(f"getscu failed: {res.stderr.decode()[-500:]}")
+
+
+def wado_rs(env: dict[str, str], study: str, expect: int) -> float:
+    """Seconds to fetch the study as multipart/related from a real uvicorn API process."""
+    import httpx
+
+    port = free_port()
+    api = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
+                            "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"],
+                           cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_port(port, timeout=60)
+        url = f"http://127.0.0.1:{port}/dicomweb/studies/{study}"
+        headers = {"Authorization": "Bearer dev-radiologist"}
+        with httpx.Client(timeout=120) as client:
+            client.get(url + "/metadata", headers=headers).raise_for_status()  # warm-up
+            t0 = time.perf_counter()
+            with client.stream("GET", url, headers=headers) as r:
+                r.raise_for_status()
+                boundary = r.headers["content-type"].split("boundary=")[1].encode()
+                parts = sum(chunk.count(b"--" + boundary) for chunk in r.iter_bytes(1 << 20))
+            seconds = time.perf_counter() - t0
+        if parts - 1 != expect:  # n part delimiters + the closing one
+            raise RuntimeError(f"WADO-RS returned {parts - 1} parts, expected {expect}")
+        return seconds
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
 
 
 def dcmqrscp_config(root: Path, port: int) -> Path:
@@ -134,6 +166,7 @@ def main(argv: list[str]) -> int:
             ours1 = timed(lambda: send(port, "RADLOOP", files))
             oursget = timed(lambda: getscu(port, "RADLOOP", study, d / "get_ours"))
             rss = peak_rss_mb([proc.pid])
+        wado = wado_rs(env, study, n)
         port = free_port()
         env4 = center_env(d / "center4", port, RADLOOP_DICOM_LISTENER_PROCESSES=str(args.processes))
         (d / "center4").mkdir()
@@ -159,6 +192,9 @@ def main(argv: list[str]) -> int:
     line(f"ingest, 4 assoc, {args.processes} listener procs", ours4, base4, 0.35)
     g_img = rate(oursget)[0]
     line("C-GET study (getscu)", oursget, baseget, 0.0, f"; >= 150 img/s: {'met' if g_img >= 150 else 'MISSED'}")
+    w_img, w_mb = rate(wado)
+    print(f"{'WADO-RS study (API, multipart)':<34} {w_img:7.0f} img/s {w_mb:6.0f} MB/s | "
+          f"target >= 600 img/s: {'met' if w_img >= 600 else 'MISSED'}")
     print(f"listener peak RSS: 1 process {rss:.0f} MB; {args.processes} processes {rss4:.0f} MB total "
           f"(target < 300 MB: {'met' if max(rss, rss4) < 300 else 'MISSED'})")
     return 0
