@@ -6,7 +6,10 @@
 - WADO-URI GET  /dicomweb/wado?requestType=WADO&studyUID=&seriesUID=&objectUID=  (application/dicom)
 - STOW-RS  POST /dicomweb/studies  multipart/related; type="application/dicom"
            -> 200 all stored, 202 some failed, 409 none stored (FailedSOPSequence with reasons)
-Every call needs a bearer token; STOW-RS is for technologists and system administrators.
+- POST /dicomweb/orders/{accession}/attachments  a JPEG, PNG or PDF body becomes a Secondary
+           Capture / Encapsulated PDF in the order's study (201; 415 for other types)
+Every call needs a bearer token; STOW-RS is for technologists and system administrators,
+attachments also for registrars (who scan paper requests).
 OHIF reads this with `qidoRoot`/`wadoRoot` = <api>/dicomweb and `wadoUriRoot` = <api>/dicomweb/wado.
 """
 from __future__ import annotations
@@ -26,8 +29,9 @@ from core.config import get_settings
 from core.db import session_scope
 from domain.enums import Role
 from domain.imaging_tables import ImagingInstance
-from domain.tables import User
+from domain.tables import ExamOrder, Patient, User
 from integrations.dicom import index, qr_query
+from integrations.dicom.convert import Unsupported, convert
 from integrations.dicom.handlers.qr_find import instance_values, series_values, study_values
 from integrations.dicom.ingest import ingest_spooled
 from integrations.dicom.multipart import boundary_of, new_boundary, split_parts, stream_files
@@ -39,6 +43,8 @@ DICOM_JSON = "application/dicom+json"
 MAX_STOW_BYTES = 1 << 30  # one request; larger studies are sent in several
 PAGING = {"limit", "offset", "fuzzymatching", "includefield"}
 Uploader = Annotated[User, Depends(require_roles(Role.technologist, Role.system_admin))]
+Attacher = Annotated[User, Depends(require_roles(Role.registrar, Role.technologist, Role.system_admin))]
+MAX_ATTACHMENT_BYTES = 64 << 20
 
 
 def _store() -> DicomStore:
@@ -201,3 +207,30 @@ async def stow(request: Request, user: Uploader) -> Response:
         response.FailedSOPSequence = failed
     status = 200 if not failed else (202 if stored else 409)
     return _json(response.to_json_dict(), status)
+
+
+@router.post("/orders/{accession}/attachments", status_code=201)
+async def attach(accession: str, request: Request, user: Attacher) -> Response:
+    data = await request.body()
+    if len(data) > MAX_ATTACHMENT_BYTES:
+        raise HTTPException(413, f"attachments are limited to {MAX_ATTACHMENT_BYTES} bytes")
+    with session_scope() as s:
+        order = s.get(ExamOrder, accession)
+        patient = s.get(Patient, order.patient_id) if order else None
+    if order is None or patient is None:
+        raise HTTPException(404, f"no order {accession}")
+    store = _store()
+    spool = store.incoming / f"convert-{uuid.uuid4().hex}.dcm"
+    try:
+        convert(data, request.headers.get("content-type", ""), order, patient, spool)
+    except Unsupported as exc:
+        spool.unlink(missing_ok=True)
+        raise HTTPException(415, str(exc)) from None
+    source = f"convert:{user.username}"
+    result = ingest_spooled(store, spool, source)
+    if result.status != 0 or result.facts is None or result.rel_path is None:
+        raise HTTPException(422, f"converted object refused: {result.reason}")
+    index.index_instance(result.facts, result.rel_path, result.size, source)
+    f = result.facts
+    return _json({"sop_instance_uid": f.sop_instance_uid, "sop_class_uid": f.sop_class_uid,
+                  "study_instance_uid": f.study_instance_uid, "series_instance_uid": f.series_instance_uid}, 201)
