@@ -213,3 +213,14 @@ def resident_id_valid(value: str) -> bool:
     weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
     check = "10X98765432"[sum(int(d) * w for d, w in zip(value[:17], weights)) % 11]
     return value[17].upper() == check
+
+
+def resident_id_facts(value: str) -> tuple[date | None, str]:
+    """Birth date and sex written into an 18-character resident ID number (digits 7-14; 17th odd = male)."""
+    if not resident_id_valid(value):
+        return None, ""
+    try:
+        born = date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
+    except ValueError:
+        return None, ""
+    return born, "M" if int(value[16]) % 2 else "F"

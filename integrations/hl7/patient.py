@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from domain.empi import CJK, IDENTIFIER_TYPE_DOMAINS, PersonFacts, resident_id_valid
+from domain.empi import CJK, IDENTIFIER_TYPE_DOMAINS, PersonFacts, resident_id_facts, resident_id_valid
 from domain.orders import PatientIdentifier
 from integrations.hl7.parse import ErrorCode, Location, ParsedMessage, Seg, reject
 
@@ -72,11 +72,27 @@ def patient_facts(msg: ParsedMessage, pid: Seg | None) -> PersonFacts:
                      Location("PID", 8))
     phone_er7 = (msg.reps(pid, 13) or [""])[0]
     phone = msg.split(phone_er7, 12) or msg.split(phone_er7, 1) or msg.split(phone_er7, 7)
+    sex = SEX_CODES.get(sex_raw, "")
+    born = hl7_date(msg.get(pid, 7), Location("PID", 7))
+    # The ID card number carries birth date and sex: a contradiction is a data error at the source,
+    # a gap is filled from it.
+    for ident in identifiers:
+        if ident.system != "ID_CARD":
+            continue
+        card_born, card_sex = resident_id_facts(ident.value)
+        if born and card_born and born != card_born:
+            raise reject("AE", ErrorCode.data_type_error,
+                         f"PID-7 birth date {born.isoformat()} contradicts the resident ID card ({card_born.isoformat()})",
+                         Location("PID", 7))
+        if sex in ("M", "F") and card_sex and sex != card_sex:
+            raise reject("AE", ErrorCode.data_type_error,
+                         f"PID-8 sex {sex} contradicts the resident ID card ({card_sex})", Location("PID", 8))
+        born, sex = born or card_born, sex or card_sex
     return PersonFacts(
         identifiers=identifiers,
         name=names[0] if names else "",
         alternate_names=names[1:],
-        sex=SEX_CODES.get(sex_raw, ""),
-        birth_date=hl7_date(msg.get(pid, 7), Location("PID", 7)),
+        sex=sex,
+        birth_date=born,
         phone=re.sub(r"[^\d+]", "", phone),
     )

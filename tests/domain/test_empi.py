@@ -77,3 +77,11 @@ def test_trusted_domains() -> None:
 def test_resident_id_check_digit() -> None:
     assert resident_id_valid("110101197005010013") and resident_id_valid("440304198503120048")
     assert not resident_id_valid("110101197005010014") and not resident_id_valid("1101011970")
+
+
+def test_resident_id_carries_birth_date_and_sex() -> None:
+    from domain.empi import resident_id_facts
+
+    assert resident_id_facts("110101197005010013") == (date(1970, 5, 1), "M")
+    assert resident_id_facts("110101198002290026") == (date(1980, 2, 29), "F")
+    assert resident_id_facts("110101197005010014") == (None, "")  # bad check digit: tells nothing

@@ -108,3 +108,18 @@ async def test_gb18030_registration_round_trips(offline_listener) -> None:
     ack = await offline_listener.send(text.encode("gb18030"))
     assert ack_fields(ack, "gb18030")["MSA"][1] == "AA"
     assert patient_by("MRN", "M-40").name == "司马懿"
+
+
+async def test_the_id_card_fills_and_checks_birth_date_and_sex(offline_listener) -> None:
+    card = "110101198002290026"  # born 1980-02-29, 17th digit even: female
+    ack = await offline_listener.send(adt("A01", "ADT-50", pid("", name="李^娜", dob="", sex="", extra={
+        3: f"{card}^^^CHN^NNCHN"})).encode())
+    assert ack_fields(ack)["MSA"][1] == "AA", ack
+    p = patient_by("ID_CARD", card)
+    assert (p.birth_date, p.sex) == (date(1980, 2, 29), "F")
+    ack = await offline_listener.send(adt("A04", "ADT-51", pid("", name="李^娜", dob="19800301", sex="F", extra={
+        3: f"{card}^^^CHN^NNCHN"})).encode())
+    assert ack_fields(ack)["MSA"][1] == "AE" and "PID^1^7" in err_segments(ack)[0] and "contradicts" in ack.decode()
+    ack = await offline_listener.send(adt("A04", "ADT-52", pid("", name="李^娜", sex="M", dob="", extra={
+        3: f"{card}^^^CHN^NNCHN"})).encode())
+    assert ack_fields(ack)["MSA"][1] == "AE" and "PID^1^8" in err_segments(ack)[0]
