@@ -7,7 +7,7 @@
 
 The decision is recorded once per study (imaging_study.images_received_at) with a
 timeline event `images_received` for the order, keyed so re-checking never
-duplicates it. The exam loop has no "images received" update yet; when it gets
+duplicates it; the study is then queued for objective image QC (qc_runner.py). The exam loop has no "images received" update yet; when it gets
 one, `mark_received` is the single place that must also call it.
 """
 from __future__ import annotations
@@ -74,29 +74,43 @@ def check_study(s: Session, study: ImagingStudy, stable_seconds: float | None = 
     return False
 
 
+def _newly(s: Session, studies: list[ImagingStudy], stable_seconds: float | None) -> list[tuple[str, str]]:
+    marked = []
+    for study in studies:
+        if study.images_received_at is None and check_study(s, study, stable_seconds) and study.order_accession:
+            marked.append((study.study_instance_uid, study.order_accession))
+    return marked
+
+
+def _after_commit(marked: list[tuple[str, str]]) -> None:
+    """Objective QC runs on what was just marked, once it is committed (qc_runner.py)."""
+    from integrations.dicom import qc_runner
+
+    for study_uid, accession in marked:
+        qc_runner.submit(study_uid, accession)
+
+
 def check_studies(study_uids: set[str]) -> None:
     """After an index batch or an MPPS completion: the MPPS rule only."""
     with session_scope() as s:
-        for uid in study_uids:
-            study = s.get(ImagingStudy, uid)
-            if study is not None:
-                check_study(s, study)
+        studies = [st for uid in study_uids if (st := s.get(ImagingStudy, uid)) is not None]
+        marked = _newly(s, studies, None)
+    _after_commit(marked)
 
 
 def check_accession(accession: str) -> None:
     with session_scope() as s:
-        for study in s.exec(select(ImagingStudy).where(ImagingStudy.order_accession == accession)):
-            check_study(s, study)
+        marked = _newly(s, list(s.exec(select(ImagingStudy).where(ImagingStudy.order_accession == accession))), None)
+    _after_commit(marked)
 
 
 def sweep(stable_seconds: float) -> int:
     """The stability rule for every linked study still open; returns how many were marked."""
-    marked = 0
     with session_scope() as s:
-        open_studies = s.exec(select(ImagingStudy).where(
+        open_studies = list(s.exec(select(ImagingStudy).where(
             ImagingStudy.images_received_at.is_(None),  # type: ignore[union-attr]
             ImagingStudy.order_accession.is_not(None),  # type: ignore[union-attr]
-        )).all()
-        for study in open_studies:
-            marked += check_study(s, study, stable_seconds)
-    return marked
+        )))
+        marked = _newly(s, open_studies, stable_seconds)
+    _after_commit(marked)
+    return len(marked)

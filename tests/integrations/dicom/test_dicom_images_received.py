@@ -68,3 +68,16 @@ async def test_images_received_by_mpps_references_and_by_stability(ts_env, sqlit
         assert len(_received(acc2)) == 1
         with Session(get_engine()) as s:
             assert s.get(ImagingStudy, study2).images_received_at is not None
+
+        # Each received study gets an objective QC suggestion on the order's timeline.
+        for accession in (acc, acc2):
+            for _ in range(100):
+                with Session(get_engine()) as s:
+                    qc = s.exec(select(DomainEvent).where(DomainEvent.accession_number == accession,
+                                                          DomainEvent.kind == "image_qc_suggested")).all()
+                if qc:
+                    break
+                await asyncio.sleep(0.1)
+            [suggestion] = qc
+            assert suggestion.detail["grade"] in ("A", "B", "C", "D") and suggestion.detail["images"]
+            assert "PixelSpacing" in suggestion.summary  # the test phantoms carry no pixel spacing
