@@ -1,6 +1,6 @@
 """Typed dependencies so routes read like the business they serve.
 
-Who is calling (`CurrentUser`, `require_roles`), the database (`SessionDep`) and
+Who is calling (`CurrentUser`, and what they may do: `require(Permission.X)`), the database (`SessionDep`) and
 the Temporal client (`TemporalClientDep`). Database work is blocking: sync
 dependencies and `def` routes run in FastAPI's thread pool, and async routes
 hand their database work to `in_thread`.
@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 from typing import Annotated, TypeVar
 
 import anyio.to_thread
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session, select
 from temporalio.client import Client
@@ -26,6 +27,12 @@ from core.temporal import connect
 from domain.enums import Role
 from domain.loop import Actor
 from domain.tables import User
+from security import sessions
+from security.clock import Clock, SystemClock
+from security.permissions import Permission, allows
+from security.policy import MACHINE_ROLES, SecurityPolicy
+
+DEV_TOKEN_PREFIX = "dev-"
 
 T = TypeVar("T")
 
@@ -105,7 +112,13 @@ TemporalClientDep = Annotated[Client, Depends(get_temporal_client)]
 
 # ---- Who is calling -----------------------------------------------------------------
 
-_bearer = HTTPBearer(auto_error=False, description="`Bearer <api token>`; dev tokens are `dev-<username>`")
+SESSION_COOKIE = "radloop_session"
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="`Bearer <session token>` from POST /api/v1/auth/login, a machine client's API token, "
+    "or (development only) `dev-<username>`",
+)
 
 
 def token_sha256(token: str) -> str:
@@ -125,23 +138,127 @@ def _find_user(token_hash: str) -> User | None:
         ).first()
 
 
-def get_current_user(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> User:
-    """Bearer token -> its active user; only the token's SHA-256 is stored."""
-    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-        raise _unauthorized("missing bearer token")
-    user = _find_user(token_sha256(credentials.credentials))
+def get_clock(request: Request) -> Clock:
+    return getattr(request.app.state, "clock", None) or SystemClock()
+
+
+def _session_user(token: str, clock: Clock) -> User:
+    policy = SecurityPolicy.from_settings(get_settings())
+    with session_scope() as session:
+        try:
+            user, _row = sessions.authenticate(session, token, clock, policy)
+        except sessions.SessionRefused as refused:
+            session.commit()  # an idle or expired session stays ended
+            raise _unauthorized(str(refused)) from None
+        return user
+
+
+def _api_token_user(token: str, settings: Settings) -> User:
+    """API tokens: machine clients (HIS) always; people only with development tokens outside production."""
+    if settings.is_production and token.startswith(DEV_TOKEN_PREFIX):
+        raise _unauthorized("development tokens are refused in production")
+    user = _find_user(token_sha256(token))
     if user is None:
         raise _unauthorized("invalid or inactive token")
+    if settings.is_production and user.role not in MACHINE_ROLES:
+        raise _unauthorized("people log in with password and code (POST /api/v1/auth/login)")
+    return user
+
+
+def request_token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    """The bearer token, else the session cookie (browsers)."""
+    if credentials is not None and credentials.scheme.lower() == "bearer" and credentials.credentials:
+        return credentials.credentials
+    return request.cookies.get(SESSION_COOKIE) or None
+
+
+def get_current_user(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    """Session token (idle timeout enforced, touched per request) or API token -> its active user.
+
+    Only hashes of tokens are stored. The user is left on the request state for the audit trail.
+    """
+    token = request_token(request, credentials)
+    if token is None:
+        raise _unauthorized("missing bearer token")
+    if sessions.is_session_token(token):
+        user = _session_user(token, get_clock(request))
+    else:
+        user = _api_token_user(token, get_settings())
+    request.state.principal = {"user_id": user.id, "username": user.username, "role": user.role}
     return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
+PUBLIC = "public"
+
+
+def require(permission: Permission) -> Callable[[User], User]:
+    """Dependency factory: the caller's role must hold `permission` (security.permissions); 403 otherwise.
+
+    The returned callable carries `.permission`, which the role x endpoint matrix
+    test and the audit middleware read from each route.
+    """
+
+    def _check(user: CurrentUser) -> User:
+        if not allows(user.role, permission):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"role {user.role!r} may not do this (needs permission {permission.value})",
+            )
+        return user
+
+    _check.permission = permission  # type: ignore[attr-defined]
+    return _check
+
+
+def declare_public(why: str) -> Callable[[], None]:
+    """Dependency marking a route as deliberately open (health, login); `why` is for the reader."""
+
+    def _public() -> None:
+        return None
+
+    _public.permission = PUBLIC  # type: ignore[attr-defined]
+    _public.__doc__ = why
+    return _public
+
+
+def api_routes(app: FastAPI) -> list[APIRoute]:
+    """Every APIRoute of the app as requests meet it: full path, router-level dependencies included.
+
+    This FastAPI keeps included routers nested (`_IncludedRouter`); its own flattening
+    helper is private, so it is used when present and plain `app.routes` otherwise.
+    """
+    try:
+        from fastapi.routing import _iter_included_route_candidates  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - a FastAPI that flattens routes itself
+        return [r for r in app.routes if isinstance(r, APIRoute)]
+    return [r for r in _iter_included_route_candidates(app.routes) if isinstance(r, APIRoute)]
+
+
+def declared_permissions(route: APIRoute) -> set[str]:
+    """Every permission declared on `route`, through any depth of dependencies."""
+    found: set[str] = set()
+    stack = [route.dependant]
+    while stack:
+        dependant = stack.pop()
+        for dep in dependant.dependencies:
+            declared = getattr(dep.call, "permission", None)
+            if declared is not None:
+                found.add(str(declared))
+            stack.append(dep)
+    return found
+
 
 def require_roles(*roles: Role) -> Callable[[User], User]:
-    """Dependency factory: the caller must hold one of `roles` (403 with the reason otherwise)."""
+    """Dependency factory: the caller must hold one of `roles` (403 with the reason otherwise).
+
+    Superseded by `require(Permission.X)`; routes still using it carry `.roles` so the
+    permission matrix test can tell them apart.
+    """
     allowed = {Role(r) for r in roles}
 
     def _check(user: CurrentUser) -> User:
@@ -152,6 +269,7 @@ def require_roles(*roles: Role) -> Callable[[User], User]:
             )
         return user
 
+    _check.roles = frozenset(allowed)  # type: ignore[attr-defined]
     return _check
 
 

@@ -13,10 +13,12 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from api.audit import AuditMiddleware
 from api.deps import TemporalConnector
 from api.errors import TemporalUnavailable, install_error_handlers
 from api.routes import (
     appointments,
+    auth,
     codec,
     critical_dictionary,
     critical_values,
@@ -30,6 +32,8 @@ from api.routes import (
     ui_schemas,
 )
 from core.config import get_settings
+from security.audit import AuditTrail
+from security.clock import Clock, SystemClock
 
 
 async def _warm_up(connector: TemporalConnector) -> None:
@@ -39,7 +43,11 @@ async def _warm_up(connector: TemporalConnector) -> None:
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Try to connect in the background so start-up never waits on (or fails for) Temporal."""
+    """Try to connect in the background so start-up never waits on (or fails for) Temporal.
+
+    In production, first refuse to start with development secrets or demo accounts.
+    """
+    await asyncio.to_thread(_refuse_insecure_production)
     warm = asyncio.create_task(_warm_up(app.state.temporal))
     try:
         yield
@@ -49,8 +57,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await warm
 
 
-def create_app(temporal_client: Client | None = None) -> FastAPI:
-    """Build the app; tests pass a client already connected to their own Temporal server."""
+def _refuse_insecure_production() -> None:
+    from core.db import session_scope
+    from security.startup import check_production
+
+    settings = get_settings()
+    if settings.is_production:
+        with session_scope() as session:
+            check_production(settings, session)
+
+
+def create_app(temporal_client: Client | None = None, clock: Clock | None = None) -> FastAPI:
+    """Build the app; tests pass a client already connected to their own Temporal server,
+    and a clock they control (session idle timeout, lockout)."""
     settings = get_settings()
     app = FastAPI(
         title="RadLoop",
@@ -59,13 +78,16 @@ def create_app(temporal_client: Client | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.temporal = TemporalConnector(temporal_client)
+    app.state.clock = clock or SystemClock()
+    app.state.audit_trail = AuditTrail.from_settings(app.state.clock)
     install_error_handlers(app)
-    for module in (health, orders, tasks, ui_schemas, loops, critical_values, critical_dictionary, departments, codec):
+    for module in (auth, health, orders, tasks, ui_schemas, loops, critical_values, critical_dictionary, departments, codec):
         app.include_router(module.router)
     app.include_router(appointments.router)
     app.include_router(dicomweb.router)  # DICOMweb over the DICOM store (integrations/dicom)
     if not settings.is_production:
         app.include_router(dev_notifications.router)
+    app.add_middleware(AuditMiddleware)
     app.add_middleware(codec.CodecCORS, origins=codec.temporal_ui_origins())
     return app
 

@@ -15,6 +15,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # A development-only AES-256 key (base64). Production must set RADLOOP_CODEC_KEYS.
 DEV_CODEC_KEY = "ZGV2LW9ubHktcmFkbG9vcC1jb2RlYy1rZXktMzJieXQ="
+# A development-only audit checkpoint key (base64). Production must set RADLOOP_AUDIT_CHECKPOINT_KEYS.
+DEV_AUDIT_CHECKPOINT_KEY = "ZGV2LW9ubHktcmFkbG9vcC1hdWRpdC1jaGVja3BvaW50"
 
 
 class Settings(BaseSettings):
@@ -70,6 +72,24 @@ class Settings(BaseSettings):
         "none", description="Lossless archive copy of received studies: none | jpeg-ls | j2k"
     )
 
+    # ---- security (security/; R10.2.3 identity and sessions, R10.5 audit) ----
+    password_min_length: int = Field(12, description="Minimum password length (3 of 4 character classes too)")
+    password_max_age_days: int = Field(90, description="After this a password must be changed before login")
+    password_history: int = Field(5, description="A new password may not repeat the last N")
+    login_max_failures: int = Field(5, description="Failed logins within the window that lock the account")
+    login_failure_window_seconds: int = 300
+    login_lockout_seconds: int = 900
+    session_idle_timeout_seconds: int = Field(1800, description="A session unused this long ends")
+    session_max_age_seconds: int = Field(43200, description="A session ends this long after login, used or not")
+    session_max_concurrent: int = Field(3, description="Sessions per person; privileged roles get one")
+    totp_issuer: str = "RadLoop"
+    audit_checkpoint_keys: str = Field(
+        f"dev1:{DEV_AUDIT_CHECKPOINT_KEY}",
+        description="Comma-separated key_id:base64(key) for HMAC-SM3 audit checkpoints; the first signs.",
+    )
+    audit_checkpoint_every: int = Field(100, description="Write a signed checkpoint every N audit records")
+    audit_spool_dir: Path | None = Field(None, description="Where audit events wait while the database is down")
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -95,6 +115,10 @@ class Settings(BaseSettings):
             host, _, port = addr.rpartition(":")
             out[ae.strip()] = (host.strip(), int(port))
         return out
+
+    @property
+    def resolved_audit_spool_dir(self) -> Path:
+        return self.audit_spool_dir or self.data_dir / "audit-spool"
 
     @property
     def is_production(self) -> bool:

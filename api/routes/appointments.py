@@ -14,13 +14,14 @@ from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from api.deps import SessionDep, in_thread, require_roles
+from api.deps import SessionDep, in_thread, require
 from domain.booking.calendar import CalendarTemplate
 from domain.booking.feasibility import Refusal
 from domain.booking.rules import BookingRules, Channel
 from domain.booking.search import SlotQuote
 from domain.enums import Role
 from domain.tables import User
+from security.permissions import Permission
 from services import booking
 from services.booking import BookingOut, BookingRefused, BookRequest, PatientFacts
 from services.booking_calendar import active_rules, add_closure, publish_rules, set_room_calendar
@@ -36,8 +37,9 @@ ROLE_CHANNELS: dict[Role, frozenset[Channel]] = {
     Role.his_system: frozenset({Channel.online, Channel.kiosk, Channel.doctor_station, Channel.nurse_station}),
     Role.manager: frozenset({Channel.centre}),
 }
-Booker = Annotated[User, Depends(require_roles(*ROLE_CHANNELS))]
-RuleKeeper = Annotated[User, Depends(require_roles(Role.manager, Role.system_admin))]
+Booker = Annotated[User, Depends(require(Permission.appointment_book))]  # its roles: ROLE_CHANNELS' keys
+RuleKeeper = Annotated[User, Depends(require(Permission.schedule_rules_manage))]
+NoShowRecorder = Annotated[User, Depends(require(Permission.appointment_no_show))]
 
 
 class RefusalBody(BaseModel):
@@ -146,8 +148,7 @@ async def cancel(booking_id: str, body: CancelIn, user: Booker):
 
 
 @router.post("/{booking_id}/no-show", response_model=BookingOut)
-async def no_show(booking_id: str, user: Annotated[User, Depends(require_roles(Role.registrar, Role.nurse,
-                                                                               Role.technologist))]) -> BookingOut:
+async def no_show(booking_id: str, user: NoShowRecorder) -> BookingOut:
     """The patient did not come (R5.3.4): counts towards the online-booking sanction."""
     return await in_thread(booking.record_no_show, booking_id, user.id)
 

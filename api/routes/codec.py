@@ -2,8 +2,8 @@
 
 Protocol (Temporal "remote data encoder"): `POST {endpoint}/encode|/decode`
 with `{"payloads": [{"metadata": {key: base64}, "data": base64}]}`, answered
-in the same shape. Reading PHI in clear is a privileged act, so only managers,
-auditors and system administrators may call it. The browser-based UI calls
+in the same shape. Reading PHI in clear is a privileged act (Permission.payload_decode: managers and
+auditors; administrators operate Temporal on encrypted payloads), and every call is audited. The browser-based UI calls
 from its own origin, hence the CORS wrapper restricted to this prefix.
 
     temporal workflow show -w exam-loop-<accession> \
@@ -25,18 +25,18 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload
 
-from api.deps import require_roles
+from api.deps import require
 from api.errors import ErrorBody
 from core.codec import EncryptionCodec, parse_keys
 from core.config import get_settings
-from domain.enums import Role
 from domain.tables import User
+from security.permissions import Permission
 from services.errors import Invalid
 
 CODEC_PREFIX = "/api/v1/codec"
 router = APIRouter(prefix=CODEC_PREFIX, tags=["codec"])
 
-CodecUser = Annotated[User, Depends(require_roles(Role.manager, Role.auditor, Role.system_admin))]
+CodecUser = Annotated[User, Depends(require(Permission.payload_decode))]
 
 
 class PayloadJSON(BaseModel):

@@ -14,13 +14,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel, ConfigDict
 
-from api.deps import in_thread
+from api.deps import declare_public, in_thread
 from core.config import get_settings
 
-router = APIRouter(prefix="/api/v1/dev/notifications", tags=["development"])
+router = APIRouter(
+    prefix="/api/v1/dev/notifications",
+    tags=["development"],
+    dependencies=[Depends(declare_public("apprise delivers here without credentials; never mounted in production."))],
+)
 
 _write_lock = threading.Lock()
 

@@ -24,10 +24,9 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from sqlmodel import select
 
-from api.deps import CurrentUser, require_roles
+from api.deps import require
 from core.config import get_settings
 from core.db import session_scope
-from domain.enums import Role
 from domain.imaging_tables import ImagingInstance
 from domain.tables import ExamOrder, Patient, User
 from integrations.dicom import index, qr_query
@@ -37,13 +36,15 @@ from integrations.dicom.ingest import ingest_spooled
 from integrations.dicom.multipart import boundary_of, new_boundary, split_parts, stream_files
 from integrations.dicom.responses import put, to_dataset
 from integrations.dicom.store import DicomStore
+from security.permissions import Permission
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 DICOM_JSON = "application/dicom+json"
 MAX_STOW_BYTES = 1 << 30  # one request; larger studies are sent in several
 PAGING = {"limit", "offset", "fuzzymatching", "includefield"}
-Uploader = Annotated[User, Depends(require_roles(Role.technologist, Role.system_admin))]
-Attacher = Annotated[User, Depends(require_roles(Role.registrar, Role.technologist, Role.system_admin))]
+ImageReader = Annotated[User, Depends(require(Permission.image_read))]
+Uploader = Annotated[User, Depends(require(Permission.image_store))]
+Attacher = Annotated[User, Depends(require(Permission.attachment_add))]
 MAX_ATTACHMENT_BYTES = 64 << 20
 
 
@@ -91,17 +92,17 @@ def _qido(level: str, request: Request, **fixed: str) -> Response:
 
 
 @router.get("/studies")
-def qido_studies(request: Request, _: CurrentUser) -> Response:
+def qido_studies(request: Request, _: ImageReader) -> Response:
     return _qido("STUDY", request)
 
 
 @router.get("/studies/{study}/series")
-def qido_series(study: str, request: Request, _: CurrentUser) -> Response:
+def qido_series(study: str, request: Request, _: ImageReader) -> Response:
     return _qido("SERIES", request, StudyInstanceUID=study)
 
 
 @router.get("/studies/{study}/series/{series}/instances")
-def qido_instances(study: str, series: str, request: Request, _: CurrentUser) -> Response:
+def qido_instances(study: str, series: str, request: Request, _: ImageReader) -> Response:
     return _qido("IMAGE", request, StudyInstanceUID=study, SeriesInstanceUID=series)
 
 
@@ -136,33 +137,33 @@ def _metadata(rows: list[ImagingInstance]) -> Response:
 
 
 @router.get("/studies/{study}")
-def wado_study(study: str, _: CurrentUser) -> StreamingResponse:
+def wado_study(study: str, _: ImageReader) -> StreamingResponse:
     return _multipart(_instances(study))
 
 
 @router.get("/studies/{study}/series/{series}")
-def wado_series(study: str, series: str, _: CurrentUser) -> StreamingResponse:
+def wado_series(study: str, series: str, _: ImageReader) -> StreamingResponse:
     return _multipart(_instances(study, series))
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}")
-def wado_instance(study: str, series: str, sop: str, _: CurrentUser) -> StreamingResponse:
+def wado_instance(study: str, series: str, sop: str, _: ImageReader) -> StreamingResponse:
     return _multipart(_instances(study, series, sop))
 
 
 @router.get("/studies/{study}/metadata")
-def study_metadata(study: str, _: CurrentUser) -> Response:
+def study_metadata(study: str, _: ImageReader) -> Response:
     return _metadata(_instances(study))
 
 
 @router.get("/studies/{study}/series/{series}/metadata")
-def series_metadata(study: str, series: str, _: CurrentUser) -> Response:
+def series_metadata(study: str, series: str, _: ImageReader) -> Response:
     return _metadata(_instances(study, series))
 
 
 @router.get("/wado")
 def wado_uri(
-    _: CurrentUser,
+    _: ImageReader,
     request_type: Annotated[str, Query(alias="requestType")],
     study: Annotated[str, Query(alias="studyUID")],
     series: Annotated[str, Query(alias="seriesUID")],

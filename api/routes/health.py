@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pynetdicom import AE
@@ -22,12 +22,15 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
-from api.deps import TemporalConnector, TemporalConnectorDep, in_thread
+from api.deps import TemporalConnector, TemporalConnectorDep, declare_public, in_thread
 from api.errors import TemporalUnavailable
 from core.config import Settings, get_settings
 from core.db import get_engine
 
-router = APIRouter(tags=["health"])
+router = APIRouter(
+    tags=["health"],
+    dependencies=[Depends(declare_public("Operators and probes poll it without credentials; it names components, no data."))],
+)
 
 CHECK_TIMEOUT_SECONDS = 2.0
 

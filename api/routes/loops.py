@@ -13,10 +13,9 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
-from api.deps import CurrentUser, SessionDep, TemporalClientDep, TemporalConnectorDep, actor_of, require_roles
+from api.deps import SessionDep, TemporalClientDep, TemporalConnectorDep, actor_of, require
 from api.errors import ErrorBody, TemporalUnavailable
 from api.timeline import Timeline, build_timeline
-from domain.enums import Role
 from domain.loop import (
     ActionAck,
     CancelRequest,
@@ -26,6 +25,7 @@ from domain.loop import (
     RescheduleRequest,
 )
 from domain.tables import ExamOrder, ReportVersion, User
+from security.permissions import Permission
 from services import loop_commands
 from services.errors import NotFound
 
@@ -38,12 +38,12 @@ _ACTION_REFUSALS: dict[int | str, dict] = {
     403: {"model": ErrorBody}, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}, 422: {"model": ErrorBody},
 }
 
-Technologist = Annotated[User, Depends(require_roles(Role.technologist))]
-Rescheduler = Annotated[User, Depends(require_roles(Role.registrar, Role.nurse))]
-Canceller = Annotated[User, Depends(require_roles(Role.registrar, Role.clinician, Role.nurse))]
-CorrectionRequester = Annotated[
-    User, Depends(require_roles(Role.clinician, Role.radiologist, Role.senior_radiologist))
-]
+LoopReader = Annotated[User, Depends(require(Permission.loop_read))]
+ReportReader = Annotated[User, Depends(require(Permission.report_read))]
+Technologist = Annotated[User, Depends(require(Permission.exam_event_record))]
+Rescheduler = Annotated[User, Depends(require(Permission.loop_reschedule))]
+Canceller = Annotated[User, Depends(require(Permission.loop_cancel))]
+CorrectionRequester = Annotated[User, Depends(require(Permission.correction_request))]
 
 
 class _Body(BaseModel):
@@ -71,13 +71,13 @@ class ReasonIn(_Body):
 
 
 @router.get("/{accession}", response_model=LoopStatus, responses={404: {"model": ErrorBody}})
-async def loop_status(accession: str, _user: CurrentUser, client: TemporalClientDep) -> LoopStatus:
+async def loop_status(accession: str, _user: LoopReader, client: TemporalClientDep) -> LoopStatus:
     """Where the loop stands, as the loop itself answers (status query)."""
     return await loop_commands.loop_status(client, accession)
 
 
 @router.get("/{accession}/timeline", response_model=Timeline, responses={404: {"model": ErrorBody}})
-async def timeline(accession: str, _user: CurrentUser, connector: TemporalConnectorDep) -> Timeline:
+async def timeline(accession: str, _user: LoopReader, connector: TemporalConnectorDep) -> Timeline:
     """Temporal history and business events merged in time; business events alone if Temporal is down."""
     try:
         client = await connector.get()
@@ -166,7 +166,7 @@ def _public(v: ReportVersion) -> ReportVersionPublic:
 
 
 @router.get("/{accession}/reports", response_model=list[ReportVersionPublic], responses={404: {"model": ErrorBody}})
-def reports(accession: str, _user: CurrentUser, session: SessionDep) -> list[ReportVersionPublic]:
+def reports(accession: str, _user: ReportReader, session: SessionDep) -> list[ReportVersionPublic]:
     """Every version of the report, oldest first: drafts, signed, recalled (revision trace, R4.2.6)."""
     return [_public(v) for v in _versions(session, accession)]
 
@@ -180,7 +180,7 @@ def field_diff(name: str, old: str | None, new: str | None, from_v: int, to_v: i
 @router.get("/{accession}/reports/diff", response_model=ReportDiff, responses={404: {"model": ErrorBody}})
 def report_diff(
     accession: str,
-    _user: CurrentUser,
+    _user: ReportReader,
     session: SessionDep,
     from_version: Annotated[int, Query(alias="from", ge=1)],
     to_version: Annotated[int, Query(alias="to", ge=1)],

@@ -7,19 +7,21 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 from sqlmodel import Session, col, select
 
-from api.deps import CurrentUser, TemporalConnectorDep, in_thread, require_roles
+from api.deps import TemporalConnectorDep, in_thread, require
 from api.errors import ErrorBody, ValidationErrorBody
 from core.db import session_scope
-from domain.enums import Priority, Role, Sex
+from domain.enums import Priority, Sex
 from domain.loop import LoopStatus
 from domain.orders import ClinicalIn, OrderAccepted, OrderIn, OrderingIn, OrderPublic, ProcedureIn, SpecialIn
 from domain.tables import Appointment, ExamOrder, Patient, User
 from services.errors import NotFound
+from security.permissions import Permission
 from services.order_intake import ensure_loop_started, record_order
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
 
-PlacingUser = Annotated[User, Depends(require_roles(Role.his_system, Role.clinician, Role.registrar))]
+PlacingUser = Annotated[User, Depends(require(Permission.order_place))]
+OrderReader = Annotated[User, Depends(require(Permission.order_read))]
 
 # The loop's own answer refines the row's step, but a slow or absent worker must not stall a read.
 STATUS_QUERY_TIMEOUT = timedelta(seconds=1.5)
@@ -97,7 +99,7 @@ def _load(accession: str) -> OrderPublic:
 
 
 @router.get("/{accession}", response_model=OrderPublic, responses={404: {"model": ErrorBody}})
-async def get_order(accession: str, _user: CurrentUser, connector: TemporalConnectorDep) -> OrderPublic:
+async def get_order(accession: str, _user: OrderReader, connector: TemporalConnectorDep) -> OrderPublic:
     """The order with its current loop step: the row, refined by the running loop when it answers."""
     order = await in_thread(_load, accession)
     if connector.connected:

@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, func, select
 
-from api.deps import CurrentUser, SessionDep, TemporalConnectorDep, actor_of, in_thread
+from api.deps import SessionDep, TemporalConnectorDep, actor_of, in_thread, require
 from api.errors import ErrorBody, ValidationErrorBody
 from api.routes.ui_schemas import validate_form
 from core.db import session_scope
@@ -24,9 +24,13 @@ from domain.enums import Role, TaskState, TaskType
 from domain.loop import TaskCompletion, TaskOutcome
 from domain.tables import HumanTask, User
 from services.errors import Conflict, Forbidden, NotFound
+from security.permissions import Permission
 from services.loop_commands import complete_task
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
+
+TaskReader = Annotated[User, Depends(require(Permission.task_read))]
+TaskWorker = Annotated[User, Depends(require(Permission.task_work))]
 
 # Roles that oversee every inbox (read-only): they may look at any task.
 OVERSEERS = {Role.manager, Role.auditor}
@@ -109,7 +113,7 @@ def _is_live(task: HumanTask) -> None:
 
 @router.get("", response_model=TaskPage)
 def inbox(
-    user: CurrentUser,
+    user: TaskReader,
     session: SessionDep,
     state: Annotated[list[TaskState], Query()] = list(LIVE_STATES),
     claimed: Literal["mine", "unclaimed", "any"] = "any",
@@ -153,7 +157,7 @@ def inbox(
 
 # Task IDs are `<workflow_id>/<type>/<n>`: the `path` converter lets them carry their slashes.
 @router.get("/{task_id:path}", response_model=TaskPublic, responses={403: {"model": ErrorBody}, 404: {"model": ErrorBody}})
-def get_task(task_id: str, user: CurrentUser, session: SessionDep) -> TaskPublic:
+def get_task(task_id: str, user: TaskReader, session: SessionDep) -> TaskPublic:
     task = _get(session, task_id)
     if user.role not in OVERSEERS:
         _may_work_on(task, user)
@@ -174,7 +178,7 @@ def _refuse_claim(task: HumanTask, user: User) -> None:
 
 
 @router.post("/{task_id:path}/claim", response_model=TaskPublic, responses=_REFUSALS)
-def claim(task_id: str, user: CurrentUser, session: SessionDep) -> TaskPublic:
+def claim(task_id: str, user: TaskWorker, session: SessionDep) -> TaskPublic:
     """Take a task so colleagues see someone is on it; claiming one's own claim again is a no-op."""
     task = _get(session, task_id)
     _may_work_on(task, user)
@@ -198,7 +202,7 @@ def claim(task_id: str, user: CurrentUser, session: SessionDep) -> TaskPublic:
 
 
 @router.post("/{task_id:path}/release", response_model=TaskPublic, responses=_REFUSALS)
-def release(task_id: str, user: CurrentUser, session: SessionDep) -> TaskPublic:
+def release(task_id: str, user: TaskWorker, session: SessionDep) -> TaskPublic:
     """Put a claimed task back in the role's inbox; only the claimant may."""
     task = _get(session, task_id)
     _is_live(task)
@@ -238,7 +242,7 @@ def _checked_for_completion(task_id: str, user: User) -> HumanTask:
     responses={**_REFUSALS, 422: {"model": ValidationErrorBody, "description": "The form is invalid"}},
 )
 async def complete(
-    task_id: str, body: CompleteBody, user: CurrentUser, connector: TemporalConnectorDep
+    task_id: str, body: CompleteBody, user: TaskWorker, connector: TemporalConnectorDep
 ) -> TaskOutcome:
     """Validate the form, then hand it to the loop; the loop's activity marks the row done."""
     task = await in_thread(_checked_for_completion, task_id, user)

@@ -9,20 +9,26 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ValidationError
 
-from api.deps import CurrentUser
+from api.deps import require
 from api.errors import ErrorBody, FieldError, field_path
 from core.config import REPO_ROOT
 from domain.enums import Role, TaskType
+from domain.tables import User
 from domain.task_forms import TASK_SPECS, task_spec
+from security.permissions import Permission
 from services.errors import NotFound
 
 router = APIRouter(prefix="/api/v1/ui-schemas", tags=["tasks"])
 
 SCHEMA_DIR = REPO_ROOT / "ui_schemas"
+
+FormReader = Annotated[User, Depends(require(Permission.form_schema_read))]
 
 
 class UISchemaInfo(BaseModel):
@@ -79,7 +85,7 @@ def validate_form(task_type: str, data: dict[str, Any], prefix: str = "data") ->
 
 
 @router.get("", response_model=list[UISchemaInfo])
-def list_ui_schemas(_user: CurrentUser) -> list[UISchemaInfo]:
+def list_ui_schemas(_user: FormReader) -> list[UISchemaInfo]:
     return [
         UISchemaInfo(task_type=t, title=s.title, roles=s.roles, url=f"/api/v1/ui-schemas/{t.value}")
         for t, s in TASK_SPECS.items()
@@ -87,6 +93,6 @@ def list_ui_schemas(_user: CurrentUser) -> list[UISchemaInfo]:
 
 
 @router.get("/{task_type}", responses={404: {"model": ErrorBody}})
-def get_ui_schema(task_type: str, _user: CurrentUser) -> dict[str, Any]:
+def get_ui_schema(task_type: str, _user: FormReader) -> dict[str, Any]:
     """The JSON Schema (Draft 2020-12) of one task type's form."""
     return load_schema(task_type)

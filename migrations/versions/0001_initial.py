@@ -41,6 +41,44 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_app_user_role'), ['role'], unique=False)
         batch_op.create_index(batch_op.f('ix_app_user_username'), ['username'], unique=True)
 
+    op.create_table('audit_checkpoint',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('seq', sa.Integer(), nullable=False),
+    sa.Column('hash', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('key_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('signature', sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('seq', name='uq_audit_checkpoint_seq')
+    )
+    op.create_table('audit_record',
+    sa.Column('seq', sa.Integer(), nullable=False),
+    sa.Column('event_uuid', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('occurred_at', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('recorded_at', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('user_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('username', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('role', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('source', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('event_type', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('event_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('action', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('object_type', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('object_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('outcome', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('detail', sa.JSON(), nullable=False),
+    sa.Column('prev_hash', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('hash', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.PrimaryKeyConstraint('seq'),
+    sa.UniqueConstraint('event_uuid'),
+    sa.UniqueConstraint('hash')
+    )
+    with op.batch_alter_table('audit_record', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_audit_record_event_type'), ['event_type'], unique=False)
+        batch_op.create_index(batch_op.f('ix_audit_record_object_id'), ['object_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_audit_record_occurred_at'), ['occurred_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_audit_record_user_id'), ['user_id'], unique=False)
+
     op.create_table('booking_patient_lock',
     sa.Column('patient_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('bumps', sa.Integer(), nullable=False),
@@ -311,6 +349,19 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_imaging_study_patient_id'), ['patient_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_imaging_study_patient_name'), ['patient_name'], unique=False)
         batch_op.create_index(batch_op.f('ix_imaging_study_study_date'), ['study_date'], unique=False)
+
+    op.create_table('login_attempt',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('username', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('success', sa.Boolean(), nullable=False),
+    sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('source', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('login_attempt', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_login_attempt_at'), ['at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_login_attempt_username'), ['username'], unique=False)
 
     op.create_table('mpps',
     sa.Column('sop_instance_uid', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -639,6 +690,34 @@ def upgrade() -> None:
     with op.batch_alter_table('room_segment', schema=None) as batch_op:
         batch_op.create_index('ix_segment_start_room', ['start_at', 'room_id'], unique=False)
 
+    op.create_table('user_credential',
+    sa.Column('user_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('password_hash', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('password_changed_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('password_history', sa.JSON(), nullable=False),
+    sa.Column('must_change_password', sa.Boolean(), nullable=False),
+    sa.Column('totp_secret_enc', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('totp_enrolled_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('totp_last_step', sa.Integer(), nullable=True),
+    sa.Column('locked_until', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['app_user.id'], ),
+    sa.PrimaryKeyConstraint('user_id')
+    )
+    op.create_table('user_session',
+    sa.Column('token_sha256', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('user_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('end_reason', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('source', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['app_user.id'], ),
+    sa.PrimaryKeyConstraint('token_sha256')
+    )
+    with op.batch_alter_table('user_session', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_user_session_ended_at'), ['ended_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_user_session_user_id'), ['user_id'], unique=False)
+
     op.create_table('slot_booking',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -691,6 +770,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_slot_booking_accession_number'))
 
     op.drop_table('slot_booking')
+    with op.batch_alter_table('user_session', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_user_session_user_id'))
+        batch_op.drop_index(batch_op.f('ix_user_session_ended_at'))
+
+    op.drop_table('user_session')
+    op.drop_table('user_credential')
     with op.batch_alter_table('room_segment', schema=None) as batch_op:
         batch_op.drop_index('ix_segment_start_room')
 
@@ -776,6 +861,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_mpps_accession_number'))
 
     op.drop_table('mpps')
+    with op.batch_alter_table('login_attempt', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_login_attempt_username'))
+        batch_op.drop_index(batch_op.f('ix_login_attempt_at'))
+
+    op.drop_table('login_attempt')
     with op.batch_alter_table('imaging_study', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_imaging_study_study_date'))
         batch_op.drop_index(batch_op.f('ix_imaging_study_patient_name'))
@@ -850,6 +940,14 @@ def downgrade() -> None:
     op.drop_table('critical_dictionary_version')
     op.drop_table('booking_rules_version')
     op.drop_table('booking_patient_lock')
+    with op.batch_alter_table('audit_record', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_audit_record_user_id'))
+        batch_op.drop_index(batch_op.f('ix_audit_record_occurred_at'))
+        batch_op.drop_index(batch_op.f('ix_audit_record_object_id'))
+        batch_op.drop_index(batch_op.f('ix_audit_record_event_type'))
+
+    op.drop_table('audit_record')
+    op.drop_table('audit_checkpoint')
     with op.batch_alter_table('app_user', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_app_user_username'))
         batch_op.drop_index(batch_op.f('ix_app_user_role'))

@@ -31,13 +31,15 @@ async def test_decodes_what_the_workers_encode(api, auth, settings):
         [Payload(metadata={"encoding": b"json/plain"}, data=b'{"accession":"A1"}')]
     )
     body = {"payloads": [{"metadata": {k: B64(v) for k, v in stored.metadata.items()}, "data": B64(stored.data)}]}
-    r = await api.post("/api/v1/codec/decode", json=body, headers=auth("system_admin"))
+    r = await api.post("/api/v1/codec/decode", json=body, headers=auth("manager"))
     assert r.status_code == 200, r.text
     assert base64.b64decode(r.json()["payloads"][0]["data"]) == b'{"accession":"A1"}'
 
 
-async def test_clinician_is_403(api, auth):
-    r = await api.post("/api/v1/codec/decode", json=PLAIN, headers=auth("clinician"))
+@pytest.mark.parametrize("role", ["clinician", "system_admin", "security_admin"])
+async def test_clinician_and_administrators_are_403(api, auth, role):
+    """Administrators run Temporal without reading PHI in clear (R10.2.3 separation of duties)."""
+    r = await api.post("/api/v1/codec/decode", json=PLAIN, headers=auth(role))
     assert r.status_code == 403
 
 

@@ -1,0 +1,71 @@
+"""Append-only audit tables in the database itself (R10.5 "protected").
+
+Two layers, because either alone can be argued away:
+- triggers refuse UPDATE, DELETE (and on PostgreSQL TRUNCATE) of `audit_record`
+  and `audit_checkpoint` for every role, the owner included (installed by the
+  migrations and by `create_all`);
+- `grant_app_role` gives the application's own PostgreSQL role INSERT and SELECT
+  on the audit tables and nothing more, so even dropping a trigger needs another role.
+Archiving old records (retention) is a maintenance role's job, with the triggers
+disabled inside that one transaction.
+"""
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+AUDIT_TABLES = ("audit_record", "audit_checkpoint")
+
+_PG_FUNCTION = """
+CREATE OR REPLACE FUNCTION radloop_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'audit records are append-only: % on % refused', TG_OP, TG_TABLE_NAME
+    USING ERRCODE = 'insufficient_privilege';
+END $$
+"""
+
+
+def _pg_statements(table: str) -> list[str]:
+    return [
+        f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}",
+        f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+        "FOR EACH ROW EXECUTE FUNCTION radloop_audit_append_only()",
+        f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}",
+        f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION radloop_audit_append_only()",
+    ]
+
+
+def _sqlite_statements(table: str) -> list[str]:
+    return [
+        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+        f"BEGIN SELECT RAISE(ABORT, 'audit records are append-only: {op} on {table} refused'); END"
+        for op in ("UPDATE", "DELETE")
+    ]
+
+
+def install_append_only(conn: Connection, tables: tuple[str, ...] = AUDIT_TABLES) -> None:
+    """Create (or re-create) the refusing triggers; idempotent, safe on every migration run."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(text(_PG_FUNCTION))
+        for table in tables:
+            for stmt in _pg_statements(table):
+                conn.execute(text(stmt))
+    elif dialect == "sqlite":
+        for table in tables:
+            for stmt in _sqlite_statements(table):
+                conn.execute(text(stmt))
+    else:  # pragma: no cover - only the two supported databases
+        raise NotImplementedError(f"no append-only guard for {dialect}")
+
+
+def grant_app_role(conn: Connection, role: str, schema: str = "public") -> None:
+    """PostgreSQL: the app role reads and writes the schema, but may only INSERT/SELECT audit rows."""
+    quoted_role, quoted_schema = conn.dialect.identifier_preparer.quote(role), conn.dialect.identifier_preparer.quote(schema)
+    conn.execute(text(f"GRANT USAGE ON SCHEMA {quoted_schema} TO {quoted_role}"))
+    conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {quoted_schema} TO {quoted_role}"))
+    conn.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {quoted_schema} TO {quoted_role}"))
+    for table in AUDIT_TABLES:
+        conn.execute(text(f"REVOKE UPDATE, DELETE, TRUNCATE ON {quoted_schema}.{table} FROM {quoted_role}"))
+
