@@ -69,6 +69,17 @@ class ExamEvent(BaseModel):
     source: Literal["api", "mpps", "storage"] = "api"
 
 
+class ImagesReceived(BaseModel):
+    """The DICOM side's decision that a study's images are all in (MPPS references or stability)."""
+
+    actor: Actor
+    study_instance_uid: str
+    num_series: int = Field(ge=0)
+    num_instances: int = Field(ge=0)
+    how: str = Field(description="mpps | stable")
+    method: str | None = None
+
+
 class RescheduleRequest(BaseModel):
     actor: Actor
     reason: str = Field(min_length=1)

@@ -20,6 +20,7 @@ from domain.loop import (
     CriticalRaise,
     CriticalStatus,
     ExamEvent,
+    ImagesReceived,
     LoopStatus,
     RescheduleRequest,
     TaskCompletion,
@@ -60,6 +61,11 @@ async def complete_task(client: Client, workflow_id: str, completion: TaskComple
 
 async def record_exam_event(client: Client, accession: str, event: ExamEvent) -> ActionAck:
     return await _update(client, exam_loop_workflow_id(accession), "record_exam_event", event, ActionAck)
+
+
+async def images_received(client: Client, accession: str, info: ImagesReceived) -> ActionAck:
+    """All images of the exam are in: completes the exam when MPPS did not (R4.3.2, R6.3)."""
+    return await _update(client, exam_loop_workflow_id(accession), "images_received", info, ActionAck)
 
 
 async def reschedule(client: Client, accession: str, req: RescheduleRequest) -> ActionAck:

@@ -72,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
         CriticalValueInput,
         ExamEvent,
         ExamLoopInput,
+        ImagesReceived,
         LoopStatus,
         RescheduleRequest,
         TaskCompletion,
@@ -118,6 +119,7 @@ class ExamLoopWorkflow:
         self.exam_state = "not_started"  # not_started | started | completed
         self.exam_done_by_event = False
         self.last_grade: ImageGrade | None = None
+        self.images: ImagesReceived | None = None
         self.report_version = 0
         self.valid_version: int | None = None
         self.preliminary_author: str | None = None
@@ -505,6 +507,33 @@ class ExamLoopWorkflow:
             self.exam_attempt += 1
             await self._advance(LoopStep.arrived, status="arrived", summary=f"exam discontinued: {ev.reason or 'no reason'}")
         return ActionAck(step=self.step, detail=f"exam {ev.kind}")
+
+    @workflow.update
+    async def images_received(self, info: ImagesReceived) -> ActionAck:
+        """The modality sent the exam's images (R4.3.2): this completes the exam if nothing else did."""
+        self.images = info
+        if self.exam_state == "completed":
+            await self._event("images_received", f"images received: {info.num_instances} in {info.num_series} series",
+                              info.actor.user_id)
+            return ActionAck(step=self.step, detail="images recorded")
+        started = self.exam_state == "started"
+        self.exam_state = "completed"
+        if not started:
+            await self._record_exam(ExamEvent(kind="started", actor=info.actor, source="storage"))
+        await self._record_exam(ExamEvent(kind="completed", actor=info.actor, source="storage",
+                                          method=info.method, reason=f"images received ({info.how})"))
+        self.exam_done_by_event = True
+        return ActionAck(step=self.step, detail="exam completed by images received")
+
+    @images_received.validator
+    def _validate_images_received(self, info: ImagesReceived) -> None:
+        if self.step in BEFORE_EXAM and self.step != LoopStep.arrived:
+            raise ApplicationError(f"images for an order at step {self.step.value}: patient not checked in", type="Conflict")
+        if self.step in (LoopStep.closed, LoopStep.cancelled):
+            raise ApplicationError(f"the loop is {self.step.value}", type="Conflict")
+        if self.images is not None and self.images.study_instance_uid == info.study_instance_uid \
+                and self.images.num_instances == info.num_instances:
+            raise ApplicationError("these images were already reported", type="Conflict")
 
     @record_exam_event.validator
     def _validate_exam_event(self, ev: ExamEvent) -> None:

@@ -159,3 +159,29 @@ async def test_stat_order_skips_booking(ts_env, sqlite_database, task_queue) -> 
             assert check_in.priority_rank == 1
         with pytest.raises(Conflict, match="cannot reschedule"):
             await loop_commands.reschedule(ts_env.client, acc, RescheduleRequest(actor=actor(Role.registrar), reason="x"))
+
+
+async def test_images_received_completes_the_exam_without_mpps(ts_env, sqlite_database, task_queue) -> None:
+    from domain.loop import ImagesReceived
+    from domain.scheduling import study_instance_uid
+    from domain.tables import ExamRecord
+
+    modality = actor(Role.technologist).model_copy(update={"user_id": "modality:CT1"})
+    info = ImagesReceived(actor=modality, study_instance_uid=study_instance_uid("x"), num_series=2, num_instances=300, how="stable")
+    async with build_worker(ts_env.client, task_queue):
+        d = LoopDriver(ts_env.client, task_queue)
+        acc = (await d.place()).accession_number
+        await d.wait_step(acc, "scheduled")
+        with pytest.raises(Conflict, match="not checked in"):
+            await loop_commands.images_received(ts_env.client, acc, info)
+        await d.check_in(acc)
+        await d.wait_step(acc, "arrived")
+        await loop_commands.images_received(ts_env.client, acc, info)
+        await d.wait_step(acc, "image_qc")
+        with pytest.raises(Conflict, match="already reported"):
+            await loop_commands.images_received(ts_env.client, acc, info)
+        with Session(get_engine()) as s:
+            exam = s.exec(select(ExamRecord).where(ExamRecord.accession_number == acc)).one()
+            assert exam.source == "storage" and exam.started_at and exam.completed_at
+            task = s.exec(select(HumanTask).where(HumanTask.accession_number == acc, HumanTask.task_type == "perform_exam")).one()
+            assert task.state == "done"
