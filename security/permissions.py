@@ -37,6 +37,8 @@ class Permission(StrEnum):
     critical_value_ack = "critical_value_ack"
     critical_outcome_record = "critical_outcome_record"
     quality_metrics_read = "quality_metrics_read"
+    department_contacts_read = "department_contacts_read"
+    department_contacts_manage = "department_contacts_manage"
     # images (DICOMweb, R4.3)
     image_read = "image_read"
     image_store = "image_store"
@@ -79,6 +81,9 @@ ROLE_PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.critical_value_ack: frozenset({R.clinician}),
     Permission.critical_outcome_record: frozenset({R.radiologist, R.senior_radiologist, R.qc_officer}),
     Permission.quality_metrics_read: frozenset({R.qc_officer, R.manager}),
+    # Who a department's critical-value ladder reaches (staff phones and channels, no patient data).
+    Permission.department_contacts_read: CLINICAL | OVERSIGHT,
+    Permission.department_contacts_manage: frozenset({R.qc_officer, R.manager}),
     # Reading Temporal payloads in clear is reading patient data: oversight only. The system
     # administrator operates Temporal on encrypted payloads.
     Permission.payload_decode: frozenset({R.manager, R.auditor}),
@@ -149,4 +154,6 @@ AUDITED: dict[Permission, AuditKind] = {
     Permission.user_manage: AuditKind("user_security_change", "110137", "U"),
     Permission.audit_read: AuditKind("audit_log_used", "110101", "R"),
     Permission.system_config: AuditKind("config_change", "110100", "U"),
+    Permission.critical_dictionary_publish: AuditKind("config_change", "110100", "U"),
+    Permission.department_contacts_manage: AuditKind("config_change", "110100", "U"),
 }

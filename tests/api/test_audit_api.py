@@ -69,3 +69,21 @@ async def test_logout_is_audited(api, auth, session) -> None:
     assert (await api.post("/api/v1/auth/logout", headers=auth("nurse"))).status_code == 204
     [record] = _records(session)
     assert (record.event_type, record.event_id, record.username, record.outcome) == ("logout", "110114", "nurse", "success")
+
+
+async def test_auditors_search_export_and_verify_and_their_reads_are_audited(api, auth, make_order, session) -> None:
+    make_order("A2026010100001")
+    await api.get("/api/v1/orders/A2026010100001", headers=auth("clinician"))
+    await api.get("/api/v1/orders/A2026010100001", headers=auth("radiologist"))
+    assert (await api.get("/api/v1/audit/records", headers=auth("security_admin"))).status_code == 403
+    page = (await api.get("/api/v1/audit/records", params={"username": "radiologist"}, headers=auth("auditor"))).json()
+    assert page["total"] == 1 and page["items"][0]["object_id"] == "A2026010100001"
+    csv_text = (await api.get("/api/v1/audit/records", params={"format": "csv", "object_id": "A2026010100001"},
+                              headers=auth("auditor"))).text
+    assert csv_text.splitlines()[0].startswith("seq,occurred_at,user_id") and len(csv_text.splitlines()) == 3
+    verified = (await api.get("/api/v1/audit/verify", headers=auth("auditor"))).json()
+    assert verified["ok"] is True and verified["checked"] >= 3
+    used = [r for r in _records(session) if r.event_type == "audit_log_used"]
+    assert [(r.username, r.event_id, r.outcome) for r in used] == [
+        ("security_admin", "110101", "failure"), ("auditor", "110101", "success"),
+        ("auditor", "110101", "success"), ("auditor", "110101", "success")]
