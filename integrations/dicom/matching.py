@@ -7,7 +7,7 @@ in the worklist are the center's local time (settings.timezone); rows keep UTC.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -140,5 +140,3 @@ def tm(dt: datetime, zone: ZoneInfo) -> str:
 def utc_aware(dt: datetime) -> datetime:
     return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt
 
-
-ONE_DAY = timedelta(days=1)

@@ -17,7 +17,7 @@ from pynetdicom.events import Event
 from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
 from integrations.dicom.context import ListenerContext
-from integrations.dicom.handlers import mwl
+from integrations.dicom.handlers import mwl, qr_find
 
 log = logging.getLogger("radloop.dicom.find")
 
@@ -25,8 +25,6 @@ log = logging.getLogger("radloop.dicom.find")
 def _matches(sop_class: str, query: Dataset, ctx: ListenerContext) -> Iterator[Dataset]:
     if sop_class == ModalityWorklistInformationFind:
         return mwl.matches(query, ctx.settings.timezone)
-    from integrations.dicom.handlers import qr_find
-
     return qr_find.matches(sop_class, query, ctx)
 
 
