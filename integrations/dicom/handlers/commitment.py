@@ -8,7 +8,8 @@ file is in the store. The result goes back as an N-EVENT-REPORT (Event Type 1:
 all committed, 2: some failed with Failure Reason 0x0112 no such object instance
 or 0x0119 class/instance conflict, PS3.4 J.3.3.1), on the same association when
 it is still open, else on a new association to the requester's address from
-settings.dicom_move_destinations (J.3.3: either is allowed).
+settings.dicom_move_destinations (J.3.3: either is allowed), also when sending on
+the open association fails.
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ import time
 from datetime import datetime, timezone
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, build_role
+from pynetdicom import AE, build_role, evt
 from pynetdicom.association import Association
+from pynetdicom.dimse_messages import N_ACTION_RSP
 from pynetdicom.events import Event
 from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
 
@@ -31,6 +33,8 @@ log = logging.getLogger("radloop.dicom.commitment")
 WELL_KNOWN_INSTANCE = "1.2.840.10008.1.20.1.1"
 NO_SUCH_OBJECT_INSTANCE = 0x0112
 CLASS_INSTANCE_CONFLICT = 0x0119
+RELEASE_GRACE_SECONDS = 0.3
+SAME_ASSOCIATION_TIMEOUT = 10
 
 
 def _check(ctx: ListenerContext, refs: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[dict[str, object]]]:
@@ -74,26 +78,41 @@ def _send_report(assoc: Association, ds: Dataset, event_type: int) -> bool:
     return bool(status) and int(status.Status) == 0x0000
 
 
+def _send_on_new_association(ctx: ListenerContext, calling_ae: str, ds: Dataset, event_type: int) -> bool:
+    address = ctx.settings.move_destinations.get(calling_ae)
+    if address is None:
+        log.warning("no address for %s to report commitment %s", calling_ae, ds.TransactionUID)
+        return False
+    ae = AE(ae_title=ctx.settings.ae_title)
+    ae.add_requested_context(StorageCommitmentPushModel)
+    peer = ae.associate(address[0], address[1], ae_title=calling_ae,
+                        ext_neg=[build_role(StorageCommitmentPushModel, scp_role=True)])
+    if not peer.is_established:
+        return False
+    try:
+        return _send_report(peer, ds, event_type)
+    finally:
+        peer.release()
+
+
 def _report_later(ctx: ListenerContext, assoc: Association, calling_ae: str, transaction_uid: str,
-                  refs: list[dict[str, str]]) -> None:
-    time.sleep(0.05)  # the N-ACTION response goes first (PS3.4 J.3.2)
+                  refs: list[dict[str, str]], response_sent: threading.Event) -> None:
+    response_sent.wait(5)  # the N-ACTION response goes first (PS3.4 J.3.2)
     ok, failed = _check(ctx, refs)
     ds = report_dataset(transaction_uid, ok, failed)
     event_type = 2 if failed else 1
+    # Most modalities release right after the N-ACTION response and expect the report on an
+    # association of ours; give a release that is coming the time to arrive before choosing.
+    deadline = time.monotonic() + RELEASE_GRACE_SECONDS
+    while assoc.is_established and time.monotonic() < deadline:
+        time.sleep(0.02)
     sent = False
     try:
         if assoc.is_established:
+            assoc.dimse_timeout = SAME_ASSOCIATION_TIMEOUT
             sent = _send_report(assoc, ds, event_type)
-        elif (address := ctx.settings.move_destinations.get(calling_ae)) is not None:
-            ae = AE(ae_title=ctx.settings.ae_title)
-            ae.add_requested_context(StorageCommitmentPushModel)
-            peer = ae.associate(address[0], address[1], ae_title=calling_ae,
-                                ext_neg=[build_role(StorageCommitmentPushModel, scp_role=True)])
-            if peer.is_established:
-                sent = _send_report(peer, ds, event_type)
-                peer.release()
-        else:
-            log.warning("no address for %s to report commitment %s", calling_ae, transaction_uid)
+        if not sent:
+            sent = _send_on_new_association(ctx, calling_ae, ds, event_type)
     except Exception:
         log.exception("commitment report %s failed", transaction_uid)
     with session_scope() as s:
@@ -121,6 +140,14 @@ def handle_n_action(event: Event, ctx: ListenerContext) -> tuple[int, Dataset | 
             transaction_uid=transaction_uid, calling_ae=calling_ae)
         row.requested, row.state = refs, "pending"
         s.add(row)
-    threading.Thread(target=_report_later, args=(ctx, event.assoc, calling_ae, transaction_uid, refs),
+    response_sent = threading.Event()
+
+    def on_sent(sent: Event) -> None:
+        if isinstance(sent.message, N_ACTION_RSP):
+            response_sent.set()
+            sent.assoc.unbind(evt.EVT_DIMSE_SENT, on_sent)
+
+    event.assoc.bind(evt.EVT_DIMSE_SENT, on_sent)
+    threading.Thread(target=_report_later, args=(ctx, event.assoc, calling_ae, transaction_uid, refs, response_sent),
                      name=f"commitment-{transaction_uid[-8:]}", daemon=True).start()
     return 0x0000, None
