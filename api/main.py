@@ -31,6 +31,7 @@ from api.routes import (
     orders,
     tasks,
     ui_schemas,
+    users,
 )
 from core.config import get_settings
 from security.audit import AuditTrail
@@ -82,7 +83,7 @@ def create_app(temporal_client: Client | None = None, clock: Clock | None = None
     app.state.clock = clock or SystemClock()
     app.state.audit_trail = AuditTrail.from_settings(app.state.clock)
     install_error_handlers(app)
-    for module in (auth, audit, health, orders, tasks, ui_schemas, loops, critical_values, critical_dictionary, departments, codec):
+    for module in (auth, audit, users, health, orders, tasks, ui_schemas, loops, critical_values, critical_dictionary, departments, codec):
         app.include_router(module.router)
     app.include_router(appointments.router)
     app.include_router(dicomweb.router)  # DICOMweb over the DICOM store (integrations/dicom)

@@ -79,19 +79,17 @@ def _record_attempt(db: Session, username: str, now: datetime, success: bool, re
 
 
 def _recent_failures(db: Session, username: str, now: datetime, policy: SecurityPolicy) -> int:
-    """Failures that count towards the lock: in the window, after the last success and after the last lock."""
-    since = now - policy.failure_window
-    last_ok = db.exec(
-        select(func.max(LoginAttempt.at)).where(LoginAttempt.username == username, LoginAttempt.success == True)  # noqa: E712
+    """Failures that count towards the lock: in the window, and after the last success (by insertion order)."""
+    last_ok_id = db.exec(
+        select(func.max(LoginAttempt.id)).where(LoginAttempt.username == username, LoginAttempt.success == True)  # noqa: E712
     ).one()
-    if last_ok is not None and aware(last_ok) > since:
-        since = aware(last_ok)
     return db.exec(
         select(func.count()).select_from(LoginAttempt).where(
             LoginAttempt.username == username,
             LoginAttempt.success == False,  # noqa: E712
             col(LoginAttempt.reason).not_in(["account locked", "password expired", "password change required"]),
-            col(LoginAttempt.at) > since,
+            col(LoginAttempt.at) > now - policy.failure_window,
+            col(LoginAttempt.id) > (last_ok_id or 0),
         )
     ).one()
 
