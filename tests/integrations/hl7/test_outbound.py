@@ -143,7 +143,7 @@ async def test_his_answers_decide_retry(his: HIS, monkeypatch) -> None:
     assert [str(m.segment("ORC")[5]) for m in his.messages()] == ["CA", "CM"]
 
 
-async def test_without_a_his_endpoint_nothing_is_sent(sqlite_database: str, monkeypatch) -> None:
+async def test_without_a_his_endpoint_nothing_is_sent(hl7_sqlite: str, monkeypatch) -> None:
     monkeypatch.delenv("RADLOOP_HIS_MLLP_HOST", raising=False)
     order = placed_order_with_reports(version(3, "valid"))
     message_id = await run(queue_report_message, ReportMessage(
@@ -152,7 +152,7 @@ async def test_without_a_his_endpoint_nothing_is_sent(sqlite_database: str, monk
     assert row(message_id).status == "not_sent" and row(message_id).attempts == 0
 
 
-async def test_unreachable_port_is_retryable(sqlite_database: str, monkeypatch) -> None:
+async def test_unreachable_port_is_retryable(hl7_sqlite: str, monkeypatch) -> None:
     monkeypatch.setenv("RADLOOP_HIS_MLLP_HOST", "127.0.0.1")
     monkeypatch.setenv("RADLOOP_HIS_MLLP_PORT", str(free_port()))
     order = placed_order_with_reports(version(3, "valid"))
