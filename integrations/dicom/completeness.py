@@ -7,13 +7,15 @@
 
 The decision is recorded once per study (imaging_study.images_received_at) with a
 timeline event `images_received` for the order, keyed so re-checking never
-duplicates it; the study is then queued for objective image QC (qc_runner.py). The exam loop has no "images received" update yet; when it gets
-one, `mark_received` is the single place that must also call it.
+duplicates it. The checks return what they newly marked (`Received`); callers
+hand that to announcer.py, which tells the exam loop and queues objective QC
+once the marking is committed.
 """
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from pydantic import BaseModel
 from sqlmodel import Session, select
 
 from activities.events import EventInput, write_event
@@ -74,43 +76,47 @@ def check_study(s: Session, study: ImagingStudy, stable_seconds: float | None = 
     return False
 
 
-def _newly(s: Session, studies: list[ImagingStudy], stable_seconds: float | None) -> list[tuple[str, str]]:
+class Received(BaseModel):
+    """A study just marked received, for the loop and for objective QC (announcer.py)."""
+
+    study_instance_uid: str
+    accession: str
+    num_series: int
+    num_instances: int
+    how: str  # mpps | stable
+    calling_ae: str
+
+
+def _newly(s: Session, studies: list[ImagingStudy], stable_seconds: float | None) -> list[Received]:
     marked = []
     for study in studies:
         if study.images_received_at is None and check_study(s, study, stable_seconds) and study.order_accession:
-            marked.append((study.study_instance_uid, study.order_accession))
+            ae = s.exec(select(ImagingInstance.calling_ae).where(
+                ImagingInstance.study_instance_uid == study.study_instance_uid)).first() or ""
+            how = "mpps" if _referenced(_mpps_for(s, study)) else "stable"
+            marked.append(Received(study_instance_uid=study.study_instance_uid, accession=study.order_accession,
+                                   num_series=study.num_series, num_instances=study.num_instances, how=how,
+                                   calling_ae=ae))
     return marked
 
 
-def _after_commit(marked: list[tuple[str, str]]) -> None:
-    """Objective QC runs on what was just marked, once it is committed (qc_runner.py)."""
-    from integrations.dicom import qc_runner
-
-    for study_uid, accession in marked:
-        qc_runner.submit(study_uid, accession)
-
-
-def check_studies(study_uids: set[str]) -> None:
+def check_studies(study_uids: set[str]) -> list[Received]:
     """After an index batch or an MPPS completion: the MPPS rule only."""
     with session_scope() as s:
         studies = [st for uid in study_uids if (st := s.get(ImagingStudy, uid)) is not None]
-        marked = _newly(s, studies, None)
-    _after_commit(marked)
+        return _newly(s, studies, None)
 
 
-def check_accession(accession: str) -> None:
+def check_accession(accession: str) -> list[Received]:
     with session_scope() as s:
-        marked = _newly(s, list(s.exec(select(ImagingStudy).where(ImagingStudy.order_accession == accession))), None)
-    _after_commit(marked)
+        return _newly(s, list(s.exec(select(ImagingStudy).where(ImagingStudy.order_accession == accession))), None)
 
 
-def sweep(stable_seconds: float) -> int:
-    """The stability rule for every linked study still open; returns how many were marked."""
+def sweep(stable_seconds: float) -> list[Received]:
+    """The stability rule for every linked study still open; returns what was marked."""
     with session_scope() as s:
         open_studies = list(s.exec(select(ImagingStudy).where(
             ImagingStudy.images_received_at.is_(None),  # type: ignore[union-attr]
             ImagingStudy.order_accession.is_not(None),  # type: ignore[union-attr]
         )))
-        marked = _newly(s, open_studies, stable_seconds)
-    _after_commit(marked)
-    return len(marked)
+        return _newly(s, open_studies, stable_seconds)

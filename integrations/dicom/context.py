@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.config import Settings
+from integrations.dicom.announcer import Announcer
 from integrations.dicom.index_writer import IndexWriter
 from integrations.dicom.loop_bridge import LoopBridge
 from integrations.dicom.store import DicomStore
@@ -14,4 +15,9 @@ class ListenerContext:
     settings: Settings
     store: DicomStore
     bridge: LoopBridge
-    index_writer: IndexWriter = field(default_factory=IndexWriter)
+    announcer: Announcer = field(init=False)
+    index_writer: IndexWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.announcer = Announcer(self.bridge)
+        self.index_writer = IndexWriter(on_received=self.announcer.announce)

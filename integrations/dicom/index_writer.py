@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 
 from sqlalchemy.exc import OperationalError
 
@@ -27,7 +28,8 @@ RETRIES = 5
 
 
 class IndexWriter:
-    def __init__(self) -> None:
+    def __init__(self, on_received: Callable[[list[completeness.Received]], None] | None = None) -> None:
+        self._on_received = on_received
         self._queue: queue.Queue[index.IndexItem | threading.Event] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="dicom-index-writer", daemon=True)
         self._thread.start()
@@ -84,10 +86,11 @@ class IndexWriter:
                 log.exception("could not index %s", item.rel_path)
         self._after(batch)
 
-    @staticmethod
-    def _after(batch: list[index.IndexItem]) -> None:
+    def _after(self, batch: list[index.IndexItem]) -> None:
         """Did these images complete what an MPPS announced? (completeness.py)"""
         try:
-            completeness.check_studies({item.facts.study_instance_uid for item in batch})
+            marked = completeness.check_studies({item.facts.study_instance_uid for item in batch})
+            if marked and self._on_received is not None:
+                self._on_received(marked)
         except Exception:
             log.exception("images-received check failed")

@@ -132,13 +132,14 @@ def start_threaded(ctx: ListenerContext, port: int, host: str = "127.0.0.1") -> 
     return ae, server
 
 
-def _sweep_forever(settings: Settings, store: DicomStore) -> None:
+def _sweep_forever(ctx: ListenerContext) -> None:
     """Studies without MPPS count as received once stable (completeness.py); received ones are archived."""
+    settings = ctx.settings
     while True:
         time.sleep(max(1.0, min(30.0, settings.dicom_study_stable_seconds / 4)))
         try:
-            completeness.sweep(settings.dicom_study_stable_seconds)
-            archive.archive_received(settings, store.root)
+            ctx.announcer.announce(completeness.sweep(settings.dicom_study_stable_seconds))
+            archive.archive_received(settings, ctx.store.root)
         except Exception:
             log.exception("images-received / archive sweep failed")
 
@@ -156,7 +157,7 @@ def serve(settings: Settings, sweeper: bool = True) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     if sweeper:
-        threading.Thread(target=_sweep_forever, args=(settings, ctx.store), daemon=True,
+        threading.Thread(target=_sweep_forever, args=(ctx,), daemon=True,
                          name="dicom-images-received").start()
     log.info("DICOM AE %s listening on %s:%d (pid %d)", settings.ae_title, host, settings.dicom_port, os.getpid())
     try:

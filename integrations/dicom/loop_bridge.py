@@ -13,7 +13,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from domain.loop import ActionAck, ExamEvent
+from domain.loop import ActionAck, ExamEvent, ImagesReceived
 
 if TYPE_CHECKING:  # the Temporal SDK (~20 MB) is imported on the first MPPS, not at start
     from temporalio.client import Client
@@ -71,6 +71,12 @@ class LoopBridge:
         from services import loop_commands
 
         return self._run(lambda c: loop_commands.record_exam_event(c, accession, event))
+
+    def images_received(self, accession: str, info: ImagesReceived) -> ActionAck:
+        """The loop's answer, or `LoopError` (e.g. Conflict: patient not checked in)."""
+        from services import loop_commands
+
+        return self._run(lambda c: loop_commands.images_received(c, accession, info))
 
     def close(self) -> None:
         if self._thread is not None:

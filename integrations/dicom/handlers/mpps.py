@@ -160,7 +160,7 @@ def handle_n_set(event: Event, ctx: ListenerContext) -> tuple[int | Dataset, Dat
     index.save_mpps(_record(uid, facts, merged, row.calling_ae, row))
     if facts.status == "COMPLETED" and linked:
         try:
-            completeness.check_accession(facts.accession_number)
+            ctx.announcer.announce(completeness.check_accession(facts.accession_number))
         except Exception:
             log.exception("images-received check failed for %s", facts.accession_number)
     return SUCCESS, None

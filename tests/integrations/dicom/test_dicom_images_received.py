@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from core.db import get_engine
 from domain.imaging_tables import ImagingStudy
-from domain.tables import DomainEvent, WorklistEntry
+from domain.tables import DomainEvent, ExamRecord, WorklistEntry
 from integrations.dicom import completeness
 from tests.support.dicom_files import completed, in_progress, make_image
 from tests.support.dicom_tools import mpps_send, run_tool, running_listener
@@ -26,7 +26,7 @@ def _study(acc: str) -> tuple[str, str]:
 
 def _received(acc: str) -> list[DomainEvent]:
     with Session(get_engine()) as s:
-        return list(s.exec(select(DomainEvent).where(DomainEvent.accession_number == acc,
+        return list(s.exec(select(DomainEvent).where(DomainEvent.accession_number == acc, DomainEvent.actor == "dicom",
                                                      DomainEvent.kind == "images_received")))
 
 
@@ -51,23 +51,29 @@ async def test_images_received_by_mpps_references_and_by_stability(ts_env, sqlit
         await store(images[:2])
         assert (await asyncio.to_thread(mpps_send, lsn.port, "CT1", "set", uid, completed(series, sops))).status == 0
         assert _received(acc) == []  # the MPPS names a third image that has not arrived
-        assert completeness.sweep(stable_seconds=0) == 0  # stability does not override MPPS references
+        assert completeness.sweep(stable_seconds=0) == []  # stability does not override MPPS references
         await store(images[2:])
         [event] = _received(acc)
         assert event.detail["instances"] == 3 and "MPPS" in event.summary
         await store(images)  # resent: still one event
         assert len(_received(acc)) == 1
 
-        # No MPPS at all: received once no image has arrived for the stable time.
+        # No MPPS at all: received once no image has arrived for the stable time, and that completes the exam.
         acc2 = (await d.place()).accession_number
-        await d.wait_step(acc2, "scheduled")
+        await d.check_in(acc2)
+        await d.wait_step(acc2, "arrived")
         study2, pid2 = _study(acc2)
         await store([make_image(tmp_path / "solo.dcm", study_uid=study2, patient_id=pid2, accession=acc2)])
-        assert completeness.sweep(stable_seconds=3600) == 0 and _received(acc2) == []
-        assert completeness.sweep(stable_seconds=0) == 1
+        assert completeness.sweep(stable_seconds=3600) == [] and _received(acc2) == []
+        marked = completeness.sweep(stable_seconds=0)
+        assert [(m.accession, m.how, m.num_instances, m.calling_ae) for m in marked] == [(acc2, "stable", 1, "STORESCU")]
+        lsn.ctx.announcer.announce(marked)  # what the listener's sweeper does
+        await d.wait_step(acc2, "image_qc")
         assert len(_received(acc2)) == 1
         with Session(get_engine()) as s:
             assert s.get(ImagingStudy, study2).images_received_at is not None
+            exam = s.exec(select(ExamRecord).where(ExamRecord.accession_number == acc2)).one()
+            assert exam.source == "storage" and exam.completed_at is not None and exam.technologist_id == "modality:STORESCU"
 
         # Each received study gets an objective QC suggestion on the order's timeline.
         for accession in (acc, acc2):
