@@ -1,7 +1,7 @@
 # The operator's entry points (shared/spec/interfaces.md): each sets up what is missing first.
 PY := .venv/bin/python
 
-.PHONY: setup run test bench bench-hl7 bench-dicom demo
+.PHONY: setup run test bench bench-hl7 bench-dicom bench-scheduling demo
 
 setup:
 	@bash scripts/setup.sh
@@ -25,3 +25,7 @@ demo: setup
 # DICOM throughput and worklist latency against DCMTK measured in the same run (issue 3).
 bench-dicom: setup
 	$(PY) -m bench.dicom_ingest && $(PY) -m bench.dicom_mwl
+
+# Booking day: rule-checked booking vs first fit without rules, in the same run (issue 8).
+bench-scheduling: setup
+	$(PY) -m bench.scheduling

@@ -17,4 +17,5 @@ BENCHMARKS: dict[str, str] = {
     "loop_throughput": "bench.loop_throughput",
     "critical_latency": "bench.critical_latency",
     "critical_day": "bench.critical_day",
+    "scheduling": "bench.scheduling",
 }

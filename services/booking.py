@@ -13,8 +13,9 @@ The refusal a caller gets says why (`BookingRefused.reasons`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Sequence
+from datetime import datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 from sqlalchemy import update
@@ -25,15 +26,30 @@ from core.db import get_engine
 from domain.booking.calendar import RoomView, SegmentView
 from domain.booking.feasibility import PatientContext, Placed, Refusal, request_refusals, slot_refusals
 from domain.booking.rules import BookingRules, Channel, ExamTypeRule, MrScreening, PatientType
-from domain.booking.search import ExamRequest, Leg, Plan, SlotQuote, Snapshot, plan, quote
+from domain.booking.search import (
+    ExamRequest,
+    Leg,
+    Plan,
+    SlotQuote,
+    Snapshot,
+    earliest,
+    plan_same_day,
+    quote,
+    same_day_possible,
+    sequence_orders,
+)
 from domain.booking_tables import BookingPatientLock, NoShowRecord, RoomSegment, SlotBooking
 from domain.scheduling import as_utc
-from domain.tables import ExamOrder, Room, utcnow
+from domain.tables import DomainEvent, ExamOrder, Room
 from services.booking_calendar import active_rules, closures_between, dialect_insert, ensure_window, room_views
 from services.errors import Conflict, Invalid, NotFound
 
 ATTEMPTS = 8
-PAGE = 400
+# Counter updates need not refresh objects in the session (none are loaded): skip the ORM's sync.
+NO_SYNC = {"synchronize_session": False}
+SnapFn = Callable[[list[SegmentView]], Snapshot]
+FIRST_PAGE = 48
+MAX_PAGE = 800
 LIVE = "booked"
 
 
@@ -166,27 +182,70 @@ def _window_end(rules: BookingRules, facts: PatientFacts, now: datetime) -> date
 def _find_plan(session: Session, reqs: list[ExamRequest], patient: PatientContext, rules: BookingRules,
                rooms: dict[str, RoomView], now: datetime, not_before: datetime, end: datetime,
                chosen: dict[str, int]) -> Plan | None:
-    """Page through free segments until the search finds a plan (or the window ends)."""
+    """Read as few segments as the answer needs: growing pages for one exam, one day at a time
+    for several (the whole window only when no single day fits them)."""
     capable = sorted({rid for r in reqs for rid, room in rooms.items() if room.can_do(r.exam.code, r.exam.modality)})
     if not capable:
         return None
     min_units = min(min(r.exam.device_units, r.exam.staff_units) for r in reqs)
     closures = closures_between(session, not_before, end + timedelta(days=1))
+
+    def snap(segs: list[SegmentView]) -> Snapshot:
+        return Snapshot(segs, rooms, closures, rules, now)
+
     if chosen:
         segs = _segments(session, capable, not_before, end, only=list(chosen.values()), free_only=False)
-        return _plan_chosen(reqs, segs, patient, Snapshot(segs, rooms, closures, rules, now), chosen)
+        return _plan_chosen(reqs, segs, patient, snap(segs), chosen)
     if len(reqs) > 1:
-        segs = _segments(session, capable, not_before, end, min_units=min_units)
-        return plan(Snapshot(segs, rooms, closures, rules, now), reqs, patient)
+        if same_day_possible(reqs, rules):
+            zone = ZoneInfo(rules.timezone)
+            day = datetime.combine(not_before.astimezone(zone).date(), time.min, zone)
+            while day <= end:
+                nxt = day + timedelta(days=1)
+                segs = _segments(session, capable, max(day, not_before), min(nxt - timedelta(microseconds=1), end),
+                                 min_units=min_units)
+                found = plan_same_day(snap(segs), reqs, patient) if segs else None
+                if found is not None:
+                    return found
+                day = nxt
+        return _sequential(session, reqs, patient, rooms, not_before, end, snap)
+    leg = _earliest_paged(session, reqs[0], patient, rooms, not_before, end, snap, ())
+    return None if leg is None else Plan(legs=(leg,), same_day=True)
+
+
+def _earliest_paged(session: Session, req: ExamRequest, patient: PatientContext, rooms: dict[str, RoomView],
+                    not_before: datetime, end: datetime, snap: SnapFn, others: Sequence[Placed]) -> Leg | None:
+    """The exam's earliest feasible segment, reading free segments in growing pages."""
+    capable = sorted(rid for rid, room in rooms.items() if room.can_do(req.exam.code, req.exam.modality))
+    units = min(req.exam.device_units, req.exam.staff_units)
     cursor: tuple[datetime, str] | None = None
-    while True:
-        segs = _segments(session, capable, not_before, end, min_units=min_units, after_id=cursor, limit=PAGE)
+    page = FIRST_PAGE
+    while capable:
+        segs = _segments(session, capable, not_before, end, min_units=units, after_id=cursor, limit=page)
         if not segs:
             return None
-        found = plan(Snapshot(segs, rooms, closures, rules, now), reqs, patient)
+        found = earliest(snap(segs), req, patient, others=others)
         if found is not None:
             return found
-        cursor = (segs[-1].start, segs[-1].room_id)
+        cursor, page = (segs[-1].start, segs[-1].room_id), min(page * 2, MAX_PAGE)
+    return None
+
+
+def _sequential(session: Session, reqs: list[ExamRequest], patient: PatientContext, rooms: dict[str, RoomView],
+                not_before: datetime, end: datetime, snap: SnapFn) -> Plan | None:
+    """Exams that cannot share a day: each at its earliest after the others; the order done soonest."""
+    best: Plan | None = None
+    for order in sequence_orders(reqs, snap([]).rules):
+        legs: list[Leg] = []
+        for req in order:
+            leg = _earliest_paged(session, req, patient, rooms, not_before, end, snap, [x.placed() for x in legs])
+            if leg is None:
+                break
+            legs.append(leg)
+        else:
+            if best is None or max(x.segment.end for x in legs) < max(x.segment.end for x in best.legs):
+                best = Plan(legs=tuple(legs), same_day=False)
+    return best
 
 
 def _plan_chosen(reqs: list[ExamRequest], segs: list[SegmentView], patient: PatientContext, snap: Snapshot,
@@ -224,14 +283,15 @@ def _take(session: Session, seg_id: int, exam: ExamTypeRule, hold: int) -> bool:
         s.id == seg_id,
         s.device_used + exam.device_units + s.reserve_units * hold <= s.device_capacity,
         s.staff_used + exam.staff_units + s.reserve_units * hold <= s.staff_capacity,
-    ).values(device_used=s.device_used + exam.device_units, staff_used=s.staff_used + exam.staff_units))
+    ).values(device_used=s.device_used + exam.device_units, staff_used=s.staff_used + exam.staff_units),
+        execution_options=NO_SYNC)
     return res.rowcount == 1
 
 
 def _give_back(session: Session, seg_id: int, device_units: int, staff_units: int) -> None:
     s = RoomSegment
     session.execute(update(s).where(s.id == seg_id).values(
-        device_used=s.device_used - device_units, staff_used=s.staff_used - staff_units))
+        device_used=s.device_used - device_units, staff_used=s.staff_used - staff_units), execution_options=NO_SYNC)
 
 
 def _out(b: SlotBooking, room: Room, rules: BookingRules) -> BookingOut:
@@ -299,8 +359,9 @@ def _write(session: Session, req: BookRequest, found: Plan, patient_id: str, rul
             staff_units=leg.exam.staff_units, channel=req.channel.value, rules_version=rules.version,
             created_by=req.actor, created_at=now)
         session.add(b)
-        write_event(session, EventInput(
-            key=f"{b.id}/booked", accession_number=leg.label, at=now, actor=req.actor, kind="appointment_booked",
+        # A new booking ID makes the event key new: insert without write_event's lookup.
+        session.add(DomainEvent(
+            id=f"{b.id}/booked", accession_number=leg.label, at=now, actor=req.actor, kind="appointment_booked",
             summary=f"booked {room.name} {leg.segment.start.isoformat()} via {req.channel.value}",
             detail={"booking_id": b.id, "room_id": room.id, "start_at": leg.segment.start.isoformat(),
                     "channel": req.channel.value, "rules_version": rules.version}))
@@ -313,11 +374,12 @@ def book(req: BookRequest, now: datetime | None = None) -> list[BookingOut]:
     """Book one exam at its earliest time, or several at close times on one day."""
     now = now or datetime.now(timezone.utc)
     with Session(get_engine(), expire_on_commit=False) as s:
-        first = s.get(ExamOrder, req.accession_numbers[0])
-        if first is None:
+        patient_id = s.exec(select(ExamOrder.patient_id).where(
+            ExamOrder.accession_number == req.accession_numbers[0])).first()
+        if patient_id is None:
             raise NotFound(f"no order {req.accession_numbers[0]}")
-        patient_id = first.patient_id
-        s.rollback()  # the lock must be this transaction's first statement (SQLite write lock)
+        # The lock is the transaction's first write: SQLite takes its write lock here (a plain
+        # SELECT before it holds none), PostgreSQL locks the patient's row.
         _lock_patient(s, patient_id)
         out = _book_in(s, req, now)
         s.commit()

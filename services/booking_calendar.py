@@ -23,7 +23,8 @@ from domain.scheduling import as_utc
 from domain.tables import Room
 from services.errors import Invalid, NotFound
 
-_RULES_CACHE: dict[int, BookingRules] = {}
+# Parsed versions, by (database, version): versions are immutable, so an entry never goes stale.
+_RULES_CACHE: dict[tuple[str, int], BookingRules] = {}
 
 
 def dialect_insert(session: Session, table):
@@ -38,10 +39,11 @@ def active_rules(session: Session) -> BookingRules:
     newest = session.exec(select(func.max(BookingRulesVersion.version))).one()
     if newest is None:
         return DEFAULT_RULES
-    if newest not in _RULES_CACHE:
+    key = (str(session.get_bind().url), newest)
+    if key not in _RULES_CACHE:
         row = session.get(BookingRulesVersion, newest)
-        _RULES_CACHE[newest] = BookingRules.model_validate({**row.body, "version": newest})
-    return _RULES_CACHE[newest]
+        _RULES_CACHE[key] = BookingRules.model_validate({**row.body, "version": newest})
+    return _RULES_CACHE[key]
 
 
 def publish_rules(session: Session, rules: BookingRules, actor: str, note: str = "") -> BookingRules:
@@ -105,10 +107,13 @@ def ensure_window(session: Session, now: datetime, rules: BookingRules) -> None:
 
 
 def room_views(session: Session) -> dict[str, RoomView]:
-    cal = calendars(session)
-    return {r.id: RoomView(id=r.id, campus=r.campus, modalities=frozenset(r.modalities.split()),
-                           exam_codes=cal[r.id].exam_codes if r.id in cal else None)
-            for r in session.exec(select(Room))}
+    """Rooms as the search sees them (read per booking, so only the exam codes of each
+    stored template are taken, without validating the whole template again)."""
+    codes = {rid: tmpl.get("exam_codes") for rid, tmpl in session.exec(select(RoomCalendar.room_id,
+                                                                               RoomCalendar.template))}
+    return {rid: RoomView(id=rid, campus=campus, modalities=frozenset(mods.split()),
+                          exam_codes=frozenset(codes[rid]) if codes.get(rid) is not None else None)
+            for rid, campus, mods in session.exec(select(Room.id, Room.campus, Room.modalities))}
 
 
 # ---- closures --------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ is not offered. An empty list means feasible.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -93,17 +93,14 @@ def request_refusals(
     return out
 
 
-def pair_refusals(a: Placed, b: Placed, rules: BookingRules) -> list[Refusal]:
-    """Whether two of one patient's exams can both stand: no overlap, travel, conflict rules."""
+def _pair_issues(a: Placed, b: Placed, rules: BookingRules) -> Iterator[tuple[str, str]]:
+    """(code, message) for each rule the pair breaks, lazily: the search stops at the first."""
     first, second = (a, b) if (a.start, a.label) <= (b.start, b.label) else (b, a)
-    out: list[Refusal] = []
     travel = rules.campus_travel_minutes if first.campus != second.campus else 0
-    need = first.end + timedelta(minutes=second.exam.prep_minutes + travel)
-    if second.start < need:
+    if second.start < first.end + timedelta(minutes=second.exam.prep_minutes + travel):
         extra = f" (+{travel} min between campuses)" if travel else ""
-        out.append(Refusal(code="overlap", message=(
-            f"{second.exam.code} needs {second.exam.prep_minutes} min preparation after {first.exam.code} "
-            f"({first.label}) ends{extra}")))
+        yield "overlap", (f"{second.exam.code} needs {second.exam.prep_minutes} min preparation after "
+                          f"{first.exam.code} ({first.label}) ends{extra}")
     zone = ZoneInfo(rules.timezone)
     same_day = local_day(first.start, zone) == local_day(second.start, zone)
     ta, tb = first.exam.all_tags, second.exam.all_tags
@@ -113,15 +110,23 @@ def pair_refusals(a: Placed, b: Placed, rules: BookingRules) -> list[Refusal]:
                 continue
             # The later exam must not be a `first` exam whose `then` partner came earlier.
             if rule.matches_first(tb) and rule.matches_then(ta):
-                out.append(Refusal(code=f"conflict:{rule.id}", message=rule.message))
+                yield f"conflict:{rule.id}", rule.message
             elif rule.matches_first(ta) and rule.matches_then(tb) and \
                     second.start < first.end + timedelta(minutes=rule.gap_minutes):
-                out.append(Refusal(code=f"conflict:{rule.id}", message=rule.message))
+                yield f"conflict:{rule.id}", rule.message
         else:
             pair = (rule.matches_first(ta) and rule.matches_then(tb)) or (rule.matches_first(tb) and rule.matches_then(ta))
             if pair and second.start < first.end + timedelta(minutes=rule.gap_minutes):
-                out.append(Refusal(code=f"conflict:{rule.id}", message=rule.message))
-    return out
+                yield f"conflict:{rule.id}", rule.message
+
+
+def pair_refusals(a: Placed, b: Placed, rules: BookingRules) -> list[Refusal]:
+    """Whether two of one patient's exams can both stand: no overlap, travel, conflict rules."""
+    return [Refusal(code=code, message=message) for code, message in _pair_issues(a, b, rules)]
+
+
+def pair_ok(a: Placed, b: Placed, rules: BookingRules) -> bool:
+    return next(_pair_issues(a, b, rules), None) is None
 
 
 def capacity_refusals(exam: ExamTypeRule, seg: SegmentView, uses_reserve: bool) -> list[Refusal]:
@@ -139,9 +144,12 @@ def capacity_refusals(exam: ExamTypeRule, seg: SegmentView, uses_reserve: bool) 
 
 def slot_refusals(
     exam: ExamTypeRule, seg: SegmentView, room: RoomView, patient: PatientContext, rules: BookingRules,
-    now: datetime, closures: Iterable[Closure] = (), others: Sequence[Placed] = (),
+    now: datetime, closures: Iterable[Closure] = (), others: Sequence[Placed] = (), first_only: bool = False,
 ) -> list[Refusal]:
-    """Everything wrong with booking `exam` into `seg` for this patient (empty: feasible)."""
+    """Everything wrong with booking `exam` into `seg` for this patient (empty: feasible).
+
+    `first_only` stops at the first reason: the search only needs yes or no, the quote all reasons.
+    """
     out: list[Refusal] = []
     pt = rules.patient_rule(patient.patient_type)
     if not room.can_do(exam.code, exam.modality):
@@ -152,6 +160,11 @@ def slot_refusals(
     if seg.start > now + timedelta(days=pt.window_days):
         out.append(Refusal(code="outside_window", message=(
             f"{patient.patient_type.value} patients book at most {pt.window_days} days ahead")))
+    if out and first_only:
+        return out
+    out += capacity_refusals(exam, seg, pt.uses_reserve)
+    if out and first_only:
+        return out
     zone = ZoneInfo(rules.timezone)
     if exam.latest_local_start and seg.start.astimezone(zone).time() > exam.latest_local_start:
         out.append(Refusal(code="too_late_in_day", message=(
@@ -159,12 +172,20 @@ def slot_refusals(
     for c in closures:
         if c.room_id == room.id and c.overlaps(seg.start, seg.end):
             out.append(Refusal(code="closed", message=f"{room.id} closed: {c.reason}"))
-    out += capacity_refusals(exam, seg, pt.uses_reserve)
-    here = Placed(label="(this exam)", exam=exam, start=seg.start, end=seg.end, campus=room.campus)
+    if out and first_only:
+        return out
     placed = [*patient.existing, *others]
+    if not placed:
+        return out
+    here = Placed(label="(this exam)", exam=exam, start=seg.start, end=seg.end, campus=room.campus)
     day = local_day(seg.start, zone)
     if sum(1 for p in placed if local_day(p.start, zone) == day) >= rules.max_exams_per_patient_day:
         out.append(Refusal(code="day_limit", message=f"at most {rules.max_exams_per_patient_day} exams a day"))
     for p in placed:
-        out += pair_refusals(here, p, rules)
+        if first_only:
+            issue = next(_pair_issues(here, p, rules), None)
+            if issue is not None:
+                return [*out, Refusal(code=issue[0], message=issue[1])]
+        else:
+            out += pair_refusals(here, p, rules)
     return out

@@ -9,6 +9,7 @@ about, so a center adds a rule without code.
 from __future__ import annotations
 
 from datetime import time
+from functools import cached_property
 from enum import StrEnum
 from typing import Literal
 
@@ -67,7 +68,7 @@ class ExamTypeRule(_Frozen):
     def requires_mr_screening(self) -> bool:
         return self.mr_screening if self.mr_screening is not None else self.modality == "MR"
 
-    @property
+    @cached_property
     def all_tags(self) -> frozenset[str]:
         derived = {f"modality:{self.modality}", f"exam:{self.code}", "fasting" if self.fasting else "non_fasting"}
         if self.contrast:

@@ -21,7 +21,7 @@ from domain.booking.feasibility import (
     Placed,
     Refusal,
     local_day,
-    pair_refusals,
+    pair_ok,
     slot_refusals,
 )
 from domain.booking.rules import BookingRules, ExamTypeRule
@@ -76,7 +76,7 @@ class Snapshot:
     now: datetime
 
     def closures_of(self, room_id: str) -> list[Closure]:
-        return [c for c in self.closures if c.room_id == room_id]
+        return [c for c in self.closures if c.room_id == room_id] if self.closures else []
 
 
 def _refusals(snap: Snapshot, req: ExamRequest, seg: SegmentView, patient: PatientContext,
@@ -85,13 +85,21 @@ def _refusals(snap: Snapshot, req: ExamRequest, seg: SegmentView, patient: Patie
     return slot_refusals(req.exam, seg, room, patient, snap.rules, snap.now, snap.closures_of(seg.room_id), others)
 
 
+def _feasible(snap: Snapshot, req: ExamRequest, seg: SegmentView, patient: PatientContext,
+              others: Sequence[Placed] = ()) -> bool:
+    """The search's yes/no: the cheap room test first, then the checks up to the first refusal."""
+    room = snap.rooms.get(seg.room_id)
+    if room is None or not room.can_do(req.exam.code, req.exam.modality):
+        return False
+    return not slot_refusals(req.exam, seg, room, patient, snap.rules, snap.now, snap.closures_of(seg.room_id),
+                             others, first_only=True)
+
+
 def earliest(snap: Snapshot, req: ExamRequest, patient: PatientContext, others: Sequence[Placed] = (),
              skip: frozenset[int] = frozenset()) -> Leg | None:
     """The first segment (by start, then room) with no refusal; None when the window has none."""
     for seg in snap.segments:
-        if seg.id in skip or seg.room_id not in snap.rooms:
-            continue
-        if not _refusals(snap, req, seg, patient, others):
+        if seg.id not in skip and _feasible(snap, req, seg, patient, others):
             return Leg(req.label, req.exam, seg, snap.rooms[seg.room_id].campus)
     return None
 
@@ -120,13 +128,33 @@ def _order_allowed(order: Sequence[ExamRequest], rules: BookingRules) -> bool:
     return True
 
 
+def same_day_possible(reqs: Sequence[ExamRequest], rules: BookingRules) -> bool:
+    """False when no day can hold them all whatever the calendar: no order the rules allow,
+    or two of them need a day or more between them. Saves searching every day of the window."""
+    if not any(_order_allowed(o, rules) for o in itertools.permutations(reqs)):
+        return False
+    for a, b in itertools.combinations(reqs, 2):
+        ta, tb = a.exam.all_tags, b.exam.all_tags
+        for rule in rules.conflicts:
+            if rule.kind == "gap" and rule.gap_minutes >= 24 * 60 and (
+                    (rule.matches_first(ta) and rule.matches_then(tb)) or (rule.matches_first(tb) and rule.matches_then(ta))):
+                return False
+    return True
+
+
+def sequence_orders(reqs: Sequence[ExamRequest], rules: BookingRules) -> list[tuple[ExamRequest, ...]]:
+    """Orders to try when exams spread over days: those the same-day rules allow, else all."""
+    orders = list(itertools.permutations(reqs))
+    allowed = [o for o in orders if _order_allowed(o, rules)]
+    return allowed or orders
+
+
 def _day_plan(snap: Snapshot, reqs: Sequence[ExamRequest], patient: PatientContext,
               day_segments: Sequence[SegmentView], skip: frozenset[int]) -> Plan | None:
     """Best order and times on one day: the shortest span, then the earliest start."""
     # Candidates per exam, feasible on their own (against existing bookings, not each other).
     cands: dict[str, list[SegmentView]] = {
-        r.label: [s for s in day_segments if s.id not in skip and s.room_id in snap.rooms
-                  and not _refusals(snap, r, s, patient)]
+        r.label: [s for s in day_segments if s.id not in skip and _feasible(snap, r, s, patient)]
         for r in reqs
     }
     if any(not c for c in cands.values()):
@@ -148,7 +176,7 @@ def _day_plan(snap: Snapshot, reqs: Sequence[ExamRequest], patient: PatientConte
                 segs = cands[req.label]
                 i = bisect.bisect_left(starts[req.label], legs[-1].segment.end)
                 nxt = next((s for s in segs[i:]
-                            if all(not pair_refusals(
+                            if all(pair_ok(
                                 Placed(req.label, req.exam, s.start, s.end, snap.rooms[s.room_id].campus), p,
                                 snap.rules) for p in placed)
                             and _day_count_ok(snap, patient, s, len(placed))), None)
@@ -188,18 +216,25 @@ def plan(snap: Snapshot, reqs: Sequence[ExamRequest], patient: PatientContext,
     if len(reqs) == 1:
         leg = earliest(snap, reqs[0], patient, skip=skipped)
         return None if leg is None else Plan(legs=(leg,), same_day=True)
+    same_day = plan_same_day(snap, reqs, patient, skipped) if same_day_possible(reqs, snap.rules) else None
+    return same_day or plan_sequential(snap, reqs, patient, skipped)
+
+
+def plan_same_day(snap: Snapshot, reqs: Sequence[ExamRequest], patient: PatientContext,
+                  skip: frozenset[int] = frozenset()) -> Plan | None:
+    """The first day of the snapshot that fits every exam at close times (R6.1.5)."""
     for _day, segs in sorted(_by_day(snap).items()):
-        found = _day_plan(snap, reqs, patient, segs, skipped)
+        found = _day_plan(snap, reqs, patient, segs, skip)
         if found is not None:
             return found
-    return _sequential(snap, reqs, patient, skipped)
+    return None
 
 
-def _sequential(snap: Snapshot, reqs: Sequence[ExamRequest], patient: PatientContext,
-                skip: frozenset[int]) -> Plan | None:
+def plan_sequential(snap: Snapshot, reqs: Sequence[ExamRequest], patient: PatientContext,
+                    skip: frozenset[int] = frozenset()) -> Plan | None:
     """Each exam at its earliest after the ones before it; of all orders, the one done soonest."""
     best: Plan | None = None
-    for order in itertools.permutations(reqs):
+    for order in sequence_orders(reqs, snap.rules):
         legs: list[Leg] = []
         for req in order:
             leg = earliest(snap, req, patient, others=[x.placed() for x in legs], skip=skip)

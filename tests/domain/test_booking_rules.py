@@ -234,3 +234,27 @@ def test_property_plans_never_break_a_rule_and_same_day_plans_stay_on_one_day(co
         day = p.legs[0].segment.start.date()
         for leg in p.legs:
             assert leg.segment.start.date() == day
+
+
+def test_a_room_limited_to_some_exam_codes_is_not_offered_for_others():
+    limited = {**ALL_ROOMS, "CT1": RoomView("CT1", "A", frozenset({"CT"}), frozenset({"CT-HEAD-C"}))}
+    s = Snapshot(day_segments(list(limited)), limited, (), R, NOW)
+    leg = earliest(s, ExamRequest("A", exam("CT-CHEST")), OUT)
+    assert leg.segment.room_id == "CT9"
+
+
+def test_one_stop_across_campuses_leaves_travel_time():
+    """US only on campus A, CT only on campus B: the second exam waits for the shuttle (R5.3.1)."""
+    two = rooms(("US1", "A", "US"), ("CT9", "B", "CT"))
+    s = Snapshot(day_segments(list(two)), two, (), R, NOW)
+    p = plan(s, [ExamRequest("U", exam("US-ABD")), ExamRequest("C", exam("CT-CHEST"))], OUT)
+    by = {leg.label: leg.segment for leg in p.legs}
+    assert by["C"].start - by["U"].end >= timedelta(minutes=R.campus_travel_minutes)
+    assert by["C"].start - by["U"].end < timedelta(minutes=R.campus_travel_minutes + 30)  # the next segment after
+
+
+def test_the_daily_exam_limit_moves_an_exam_to_another_day():
+    rules = R.model_copy(update={"max_exams_per_patient_day": 1})
+    busy = PatientContext(patient_type=PatientType.outpatient, existing=(placed("US-PELVIS", NOW + timedelta(hours=2)),))
+    leg = earliest(snap(rules=rules), ExamRequest("X", exam("CT-CHEST")), busy)
+    assert leg.segment.start.date() > NOW.date()
