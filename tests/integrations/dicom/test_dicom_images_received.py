@@ -87,3 +87,29 @@ async def test_images_received_by_mpps_references_and_by_stability(ts_env, sqlit
             [suggestion] = qc
             assert suggestion.detail["grade"] in ("A", "B", "C", "D") and suggestion.detail["images"]
             assert "PixelSpacing" in suggestion.summary  # the test phantoms carry no pixel spacing
+
+
+async def test_announcement_is_retried_until_temporal_answers(ts_env, sqlite_database, task_queue) -> None:
+    from integrations.dicom.announcer import Announcer
+    from integrations.dicom.completeness import Received
+    from integrations.dicom.loop_bridge import LoopBridge
+
+    attempts = 0
+
+    async def connect_second_time():
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise ConnectionError("Temporal not up yet")
+        return ts_env.client
+
+    async with build_worker(ts_env.client, task_queue):
+        d = LoopDriver(ts_env.client, task_queue)
+        acc = (await d.place()).accession_number
+        await d.check_in(acc)
+        await d.wait_step(acc, "arrived")
+        announcer = Announcer(LoopBridge(connect_second_time, asyncio.get_running_loop()))
+        announcer.announce([Received(study_instance_uid=generate_uid(), accession=acc, num_series=1, num_instances=4,
+                                     how="stable", calling_ae="CT2")])
+        await d.wait_step(acc, "image_qc")
+        assert attempts == 2
