@@ -30,8 +30,8 @@ from pydicom.uid import (
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
-    JPEGLosslessSV1,
     JPEGLossless,
+    JPEGLosslessSV1,
     JPEGLSLossless,
     JPEGLSNearLossless,
     RLELossless,
@@ -42,9 +42,9 @@ from pynetdicom.pdu_primitives import A_RELEASE
 from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
 from core.config import Settings, get_settings
+from integrations.dicom import archive, completeness, stored
 from integrations.dicom.context import ListenerContext
 from integrations.dicom.loop_bridge import LoopBridge
-from integrations.dicom import archive, completeness, stored
 from integrations.dicom.services import SERVICES
 from integrations.dicom.store import DicomStore
 
@@ -55,8 +55,6 @@ COMPRESSED = [
     JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1,
     JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000, RLELossless,
 ]
-
-
 DUL_POLL_SECONDS = 0.0002
 
 
@@ -149,7 +147,7 @@ def serve(settings: Settings, sweeper: bool = True) -> None:
     ctx = make_context(settings)
     tempfile.tempdir = str(ctx.store.incoming)  # spool next to the store, so storing is a rename
     ae, handlers = build_ae(ctx)
-    host = os.environ.get("RADLOOP_DICOM_HOST", settings.dicom_host)
+    host = settings.dicom_host  # RADLOOP_DICOM_HOST
     server = ae.make_server((host, settings.dicom_port), evt_handlers=handlers, server_class=_SharedPortServer)
 
     def stop(*_: Any) -> None:
@@ -166,6 +164,7 @@ def serve(settings: Settings, sweeper: bool = True) -> None:
         pass
     finally:
         server.server_close()
+        ctx.index_writer.flush(timeout=15)  # what was stored is indexed before we go
         ctx.bridge.close()
 
 
