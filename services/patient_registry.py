@@ -133,6 +133,10 @@ def _tell_open_loops(session: Session, patient_id: str, changed: dict[str, tuple
     return [o.accession_number for o in orders]
 
 
+class _RegisteredMeanwhile(Exception):
+    """A concurrent registration of the same person committed first: start over and link to it."""
+
+
 def _retrying(work: Callable[[Session], Registration], sessions: SessionFactory) -> Registration:
     for _attempt in range(5):
         with sessions() as session:
@@ -140,7 +144,7 @@ def _retrying(work: Callable[[Session], Registration], sessions: SessionFactory)
                 result = work(session)
                 session.commit()
                 return result
-            except IntegrityError:
+            except (IntegrityError, _RegisteredMeanwhile):
                 session.rollback()  # a concurrent registration took an identifier: look again
     raise RuntimeError("patient registration could not complete after concurrent retries")
 
@@ -163,7 +167,10 @@ def register(sessions: SessionFactory, facts: PersonFacts, source: str) -> Regis
                           phone=facts.phone or None, name_key=name_key(facts.name))
         session.add(patient)
         session.flush()
-        _attach_identifiers(session, patient, facts)
+        try:
+            _attach_identifiers(session, patient, facts)
+        except Conflict as err:
+            raise _RegisteredMeanwhile(str(err)) from err
         session.flush()
         reviews = _open_reviews(session, patient, facts, source)
         return Registration(patient.id, created=True, reviews=reviews)

@@ -8,6 +8,7 @@ from sqlmodel import Session, select
 
 from core.db import get_engine
 from domain.empi_tables import PatientMatchReview
+from domain.hl7_tables import HL7Message
 from domain.orders import OrderIn
 from domain.tables import DomainEvent, ExamOrder, Patient, PatientIdentifier
 from integrations.hl7.context import new_session
@@ -123,3 +124,17 @@ async def test_the_id_card_fills_and_checks_birth_date_and_sex(offline_listener)
     ack = await offline_listener.send(adt("A04", "ADT-52", pid("", name="李^娜", sex="M", dob="", extra={
         3: f"{card}^^^CHN^NNCHN"})).encode())
     assert ack_fields(ack)["MSA"][1] == "AE" and "PID^1^8" in err_segments(ack)[0]
+
+
+async def test_racing_registrations_make_one_patient(listener_on_each_database) -> None:
+    offline_listener = listener_on_each_database
+    # The same message on two connections at once, and the same person under two control IDs.
+    same = adt("A01", "RACE-1", pid("M-RACE", name="周^七")).encode()
+    other = adt("A04", "RACE-2", pid("M-RACE", name="周^七")).encode()
+    acks = await asyncio.gather(*(offline_listener.send(m) for m in (same, same, other, same)))
+    assert {ack_fields(a)["MSA"][1] for a in acks} == {"AA"}, [a for a in acks if b"MSA|AA" not in a]
+    assert counts()["patients"] == 1
+    with Session(get_engine()) as s:
+        rows = s.exec(select(HL7Message).where(HL7Message.control_id == "RACE-1")).all()
+    assert len(rows) == 3 and sum(r.dedup_key is not None for r in rows) == 1
+    assert {r.status for r in rows if r.dedup_key is None} == {"duplicate"}
