@@ -42,6 +42,7 @@ class SlotBooked(BaseModel):
     arrive_at: datetime
     rules_version: int
     preparation: list[str] = Field(default_factory=list)
+    receipt: str = Field("", description="Plain-text receipt to send the patient (send_notification)")
 
 
 class SlotRelease(BaseModel):
@@ -71,7 +72,7 @@ def book_exam_slot(req: SlotBookingRequest) -> SlotBooked:
         raise ApplicationError(err.reason, type="NotFound", non_retryable=True) from err
     return SlotBooked(booking_id=b.id, room_id=b.room_id, room_name=b.room_name, station_ae_title=b.station_ae_title,
                       start_at=b.start_at, end_at=b.end_at, arrive_at=b.arrive_at, rules_version=b.rules_version,
-                      preparation=b.preparation)
+                      preparation=b.preparation, receipt=booking.receipt_for_plan(b.plan_id))
 
 
 @activity.defn(name="release_exam_slot")

@@ -24,6 +24,7 @@ from sqlmodel import Session, col, select
 from activities.events import EventInput, write_event
 from core.db import get_engine
 from domain.booking.calendar import RoomView, SegmentView
+from domain.booking.receipt import ReceiptLeg, render_receipt
 from domain.booking.feasibility import PatientContext, Placed, Refusal, request_refusals, slot_refusals
 from domain.booking.rules import BookingRules, Channel, ExamTypeRule, MrScreening, PatientType
 from domain.booking.search import (
@@ -40,7 +41,8 @@ from domain.booking.search import (
 )
 from domain.booking_tables import BookingPatientLock, NoShowRecord, RoomSegment, SlotBooking
 from domain.scheduling import as_utc
-from domain.tables import DomainEvent, ExamOrder, Room
+from domain.queueing.calling import mask_name
+from domain.tables import DomainEvent, ExamOrder, Patient, Room
 from services.booking_calendar import active_rules, closures_between, dialect_insert, ensure_window, room_views
 from services.errors import Conflict, Invalid, NotFound
 
@@ -505,3 +507,18 @@ def bookings_of(accession_number: str | None = None, patient_id: str | None = No
         if patient_id:
             q = q.where(SlotBooking.patient_id == patient_id)
         return [_out(b, s.get(Room, b.room_id), rules) for b in s.exec(q)]
+
+
+def receipt_for_plan(plan_id: str) -> str:
+    """The receipt of the live bookings made together as `plan_id` (R5.3.3, R5.3.5)."""
+    with Session(get_engine(), expire_on_commit=False) as s:
+        rules = active_rules(s)
+        rows = s.exec(select(SlotBooking).where(SlotBooking.plan_id == plan_id, SlotBooking.state == LIVE)).all()
+        if not rows:
+            raise NotFound(f"no live bookings in plan {plan_id}")
+        patient = s.get(Patient, rows[0].patient_id)
+        legs = [ReceiptLeg(exam_code=b.exam_code, start=as_utc(b.start_at), end=as_utc(b.end_at),
+                           arrive=as_utc(b.arrive_at), campus=b.campus, room_name=s.get(Room, b.room_id).name,
+                           preparation=preparation_notes(rules.exam_rule(b.exam_code, b.modality)),
+                           route=rules.campus_routes.get(b.campus, "")) for b in rows]
+        return render_receipt(mask_name(patient.name) if patient else "", legs, rules.timezone)

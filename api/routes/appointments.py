@@ -127,6 +127,17 @@ async def list_bookings(user: Booker, accession_number: Annotated[str | None, Qu
     return await in_thread(lambda: booking.bookings_of(accession_number, patient_id))
 
 
+class ReceiptOut(BaseModel):
+    plan_id: str
+    text: str
+
+
+@router.get("/plans/{plan_id}/receipt", response_model=ReceiptOut)
+async def receipt(plan_id: str, _user: Booker) -> ReceiptOut:
+    """Time, place, arrival, preparation and route of the plan's live bookings (R5.3.3, R5.3.5)."""
+    return ReceiptOut(plan_id=plan_id, text=await in_thread(booking.receipt_for_plan, plan_id))
+
+
 @router.post("/{booking_id}/change", response_model=BookingOut, responses=responses)
 async def change(booking_id: str, body: ChangeIn, user: Booker):
     channel = _channel_of(user, body.channel)

@@ -80,4 +80,5 @@ DEFAULT_RULES = BookingRules(
     },
     conflicts=CONFLICTS,
     no_show=NoShowRule(threshold=3, lookback_days=90, block_days=30),
+    campus_routes={"Main campus": "Outpatient building, ground floor: follow the blue line to Radiology"},
 )

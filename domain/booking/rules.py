@@ -138,6 +138,7 @@ class BookingRules(_Frozen):
     channels: dict[Channel, ChannelRule] = Field(default_factory=dict)
     conflicts: tuple[ConflictRule, ...] = ()
     no_show: NoShowRule = NoShowRule()
+    campus_routes: dict[str, str] = Field(default_factory=dict, description="Campus -> how to find Radiology")
 
     @model_validator(mode="after")
     def _keys_match(self) -> "BookingRules":

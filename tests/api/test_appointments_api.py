@@ -32,6 +32,8 @@ async def test_quote_book_change_cancel_through_one_api(api, auth, rooms, make_o
     [b] = r.json()
     assert b["channel"] == "centre"
     assert datetime.fromisoformat(b["start_at"]) == datetime.fromisoformat(free[0]["start"])
+    rc = await api.get(f"/api/v1/appointments/plans/{b['plan_id']}/receipt", headers=auth("registrar"))
+    assert rc.status_code == 200 and "CT 1" in rc.json()["text"] and "Main" in rc.json()["text"]
     moved = await api.post(f"/api/v1/appointments/{b['id']}/change",
                            json={"channel": "nurse_station", "not_before": (datetime.now(timezone.utc)
                                                                            + timedelta(days=3)).isoformat()},

@@ -19,6 +19,7 @@ def test_book_retry_and_release(database):
     req = SlotBookingRequest(key="k1", accession_number="A1", not_before=NOW + timedelta(days=1000))
     first = env.run(book_exam_slot, req)
     assert first.room_id.startswith("CT") and first.start_at >= req.not_before
+    assert "CT-CHEST" in first.receipt and "Arrive by" in first.receipt
     assert env.run(book_exam_slot, req).booking_id == first.booking_id
     release = SlotRelease(key="k2", accession_number="A1", at=req.not_before, reason="order cancelled")
     env.run(release_exam_slot, release)

@@ -263,3 +263,14 @@ def test_quote_says_why_each_segment_is_refused(database):
     assert reasons[NOW + timedelta(minutes=30)] == set()
     late = [codes for start, codes in reasons.items() if start.hour >= 4]  # 12:00 local and later
     assert late and all("too_late_in_day" in c for c in late)
+
+
+def test_the_receipt_tells_time_place_arrival_preparation_and_route(database):
+    make_order("C1", "CT-ABD-C")
+    make_order("X1", "CT-CHEST")
+    legs = booking.book(req("C1", "X1", facts=FRESH_EGFR), now=NOW)
+    text = booking.receipt_for_plan(legs[0].plan_id)
+    assert text.startswith("张*, your imaging appointments:")
+    assert "1. CT-ABD-C - 2030-01-07 08:30-09:00" in text and "Arrive by: 08:00" in text  # local time, 30 min prep
+    assert "2. CT-CHEST" in text and "fast for 6 hours" in text
+    assert "Route: Outpatient building" in text and "Main campus, CT" in text
