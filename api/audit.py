@@ -43,7 +43,8 @@ def source_of(scope: Scope) -> str:
 
 
 def event_for(scope: Scope, route: APIRoute, kind: AuditKind, status_code: int) -> AuditEvent:
-    principal: dict[str, Any] = (scope.get("state") or {}).get("principal") or {}
+    state: dict[str, Any] = scope.get("state") or {}
+    principal: dict[str, Any] = state.get("principal") or {}
     params: dict[str, Any] = scope.get("path_params") or {}
     object_type, object_id = next(iter(params.items()), (None, None))
     query = {k: v if len(v) > 1 else v[0] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
@@ -52,7 +53,8 @@ def event_for(scope: Scope, route: APIRoute, kind: AuditKind, status_code: int) 
         source=source_of(scope), event_type=kind.event_type, event_id=kind.event_id, action=kind.action,
         object_type=object_type, object_id=str(object_id) if object_id is not None else None,
         outcome="success" if status_code < 400 else "failure",
-        detail={"method": scope["method"], "route": route.path_format, "status": status_code, "query": query},
+        detail={"method": scope["method"], "route": route.path_format, "status": status_code, "query": query,
+                **({"access": state["access_basis"]} if state.get("access_basis") not in (None, "role") else {})},
     )
 
 

@@ -27,7 +27,7 @@ from core.temporal import connect
 from domain.enums import Role
 from domain.loop import Actor
 from domain.tables import User
-from security import sessions
+from security import need_to_know, sessions
 from security.clock import Clock, SystemClock
 from security.permissions import Permission, allows
 from security.policy import MACHINE_ROLES, SecurityPolicy
@@ -271,6 +271,30 @@ def require_roles(*roles: Role) -> Callable[[User], User]:
 
     _check.roles = frozenset(allowed)  # type: ignore[attr-defined]
     return _check
+
+
+def _access_basis(accession: str, user: User, clock: Clock) -> str | None:
+    with session_scope() as session:
+        return need_to_know.access_basis(session, user, accession, clock.now())
+
+
+def patient_scope(accession: str, request: Request, user: CurrentUser) -> None:
+    """Route dependency for `{accession}` routes: a clinician outside their patients needs break-glass (403).
+
+    The basis of access is left on the request state; the audit record carries it,
+    so reads under break-glass are flagged for review.
+    """
+    if user.role not in need_to_know.SCOPED_ROLES:
+        request.state.access_basis = "role"
+        return
+    basis = _access_basis(accession, user, get_clock(request))
+    if basis is None:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"exam {accession} is not one of your department's patients; "
+            "to see it in an emergency, break the glass (POST /api/v1/break-glass) with a reason",
+        )
+    request.state.access_basis = basis
 
 
 def actor_of(user: User) -> Actor:

@@ -20,6 +20,7 @@ from api.routes import (
     appointments,
     audit,
     auth,
+    break_glass,
     codec,
     critical_dictionary,
     critical_values,
@@ -83,7 +84,7 @@ def create_app(temporal_client: Client | None = None, clock: Clock | None = None
     app.state.clock = clock or SystemClock()
     app.state.audit_trail = AuditTrail.from_settings(app.state.clock)
     install_error_handlers(app)
-    for module in (auth, audit, users, health, orders, tasks, ui_schemas, loops, critical_values, critical_dictionary, departments, codec):
+    for module in (auth, audit, users, break_glass, health, orders, tasks, ui_schemas, loops, critical_values, critical_dictionary, departments, codec):
         app.include_router(module.router)
     app.include_router(appointments.router)
     app.include_router(dicomweb.router)  # DICOMweb over the DICOM store (integrations/dicom)

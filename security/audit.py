@@ -247,6 +247,18 @@ class AuditTrail:
                 self._spool(event)
                 return "spooled"
 
+    def store_now(self, event: AuditEvent) -> bool:
+        """Store the event now or not at all (no spooling): for events that grant something, like
+        break-glass, which must not take effect later when a spool is replayed."""
+        with self._spool_lock():
+            try:
+                self._replay_locked()
+                self._store(event)
+                return True
+            except Exception as err:  # noqa: BLE001 - the caller refuses the grant
+                log.warning("audit store unavailable (%s); event %s not stored", err, event.event_uuid)
+                return False
+
     def spooled(self) -> list[AuditEvent]:
         if not self._has_spool():
             return []

@@ -50,6 +50,7 @@ class Permission(StrEnum):
     # platform
     payload_decode = "payload_decode"
     session_self = "session_self"
+    break_glass = "break_glass"
     user_manage = "user_manage"
     audit_read = "audit_read"
     system_config = "system_config"
@@ -96,6 +97,8 @@ ROLE_PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.appointment_no_show: frozenset({R.registrar, R.nurse, R.technologist}),
     Permission.schedule_rules_manage: frozenset({R.manager, R.system_admin}),
     Permission.session_self: frozenset(Role),
+    # Only clinicians are limited to their own patients (security.need_to_know), so only they break the glass.
+    Permission.break_glass: frozenset({R.clinician}),
     Permission.user_manage: frozenset({R.security_admin}),
     Permission.audit_read: frozenset({R.auditor}),
     Permission.system_config: frozenset({R.system_admin}),

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
-from api.deps import SessionDep, TemporalClientDep, TemporalConnectorDep, actor_of, require
+from api.deps import SessionDep, TemporalClientDep, TemporalConnectorDep, actor_of, patient_scope, require
 from api.errors import ErrorBody, TemporalUnavailable
 from api.timeline import Timeline, build_timeline
 from domain.loop import (
@@ -29,7 +29,8 @@ from security.permissions import Permission
 from services import loop_commands
 from services.errors import NotFound
 
-router = APIRouter(prefix="/api/v1/loops", tags=["loops"])
+# Every route here names one exam: a clinician reaches it only within their patients (R7.1.5).
+router = APIRouter(prefix="/api/v1/loops", tags=["loops"], dependencies=[Depends(patient_scope)])
 
 # Actions take the connector, not a client: who may act (403) and what was sent (422) are
 # answered before Temporal is needed, so only a valid request can meet a 503.

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response, status
 from sqlmodel import Session, col, select
 
-from api.deps import TemporalConnectorDep, in_thread, require
+from api.deps import TemporalConnectorDep, in_thread, patient_scope, require
 from api.errors import ErrorBody, ValidationErrorBody
 from core.db import session_scope
 from domain.enums import Priority, Sex
@@ -98,7 +98,8 @@ def _load(accession: str) -> OrderPublic:
         return order_public(session, accession)
 
 
-@router.get("/{accession}", response_model=OrderPublic, responses={404: {"model": ErrorBody}})
+@router.get("/{accession}", response_model=OrderPublic, dependencies=[Depends(patient_scope)],
+            responses={403: {"model": ErrorBody}, 404: {"model": ErrorBody}})
 async def get_order(accession: str, _user: OrderReader, connector: TemporalConnectorDep) -> OrderPublic:
     """The order with its current loop step: the row, refined by the running loop when it answers."""
     order = await in_thread(_load, accession)

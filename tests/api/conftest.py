@@ -113,6 +113,7 @@ def users(session: Session) -> dict[str, User]:
         r.value: User(
             id=f"u-{r.value}", username=r.value, display_name=f"{r.value.replace('_', ' ').title()} Test",
             role=r.value, api_token_sha256=token_sha256(f"dev-{r.value}"),
+            department_id="ED" if r is Role.clinician else None,  # the department `make_order` orders from
         )
         for r in Role
     }

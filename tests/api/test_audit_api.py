@@ -29,7 +29,8 @@ async def test_patient_reads_are_audited_with_who_what_and_outcome(api, auth, ma
     assert (ok.username, ok.role, ok.event_type, ok.event_id, ok.action) == (
         "clinician", "clinician", "patient_read", "110110", "R")
     assert (ok.object_type, ok.object_id, ok.outcome, ok.source) == ("accession", "A2026010100001", "success", "127.0.0.1")
-    assert ok.detail == {"method": "GET", "route": "/api/v1/orders/{accession}", "status": 200, "query": {}}
+    assert ok.detail == {"method": "GET", "route": "/api/v1/orders/{accession}", "status": 200, "query": {},
+                         "access": "department"}  # why a clinician may see it (R7.1.5)
     assert (missing.object_id, missing.outcome, missing.detail["status"]) == ("A404", "failure", 404)
     assert (refused.role, refused.outcome, refused.detail["status"]) == ("system_admin", "failure", 403)
     assert (query.event_type, query.event_id, query.detail["query"]) == ("patient_query", "110112", {"claimed": "mine"})
