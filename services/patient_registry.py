@@ -149,15 +149,19 @@ def _retrying(work: Callable[[Session], Registration], sessions: SessionFactory)
     raise RuntimeError("patient registration could not complete after concurrent retries")
 
 
-def register(sessions: SessionFactory, facts: PersonFacts, source: str) -> Registration:
-    """ADT A01/A04: link on a trusted identifier (and update), or create and queue likely duplicates."""
+def register(sessions: SessionFactory, facts: PersonFacts, source: str, update: bool = True) -> Registration:
+    """ADT A01/A04: link on a trusted identifier (and update), or create and queue likely duplicates.
+
+    `update=False` (an order's PID): link or create, but leave a known patient's demographics to
+    the registration feed; new identifiers are still attached.
+    """
     if not facts.identifiers or not facts.complete:
         raise ValueError("registration needs at least one identifier, a name, sex and birth date")
 
     def work(session: Session) -> Registration:
         patient = _linked_patient(session, facts)
         if patient is not None:
-            changed = _apply(patient, facts)
+            changed = _apply(patient, facts) if update else {}
             _attach_identifiers(session, patient, facts)
             session.add(patient)
             opened = _tell_open_loops(session, patient.id, changed, source) if changed else []

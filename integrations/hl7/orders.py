@@ -45,6 +45,7 @@ from integrations.hl7.patient import join_name, patient_facts
 from services import loop_commands
 from services.errors import Conflict, LoopError, NotFound
 from services.order_intake import ensure_loop_started, find_by_placer, record_order
+from services.patient_registry import register
 
 PRIORITY = {"S": "stat", "A": "urgent", "P": "urgent", "T": "urgent", "C": "urgent", "R": "routine", "": "routine"}
 
@@ -196,6 +197,14 @@ async def new_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, 
                      f"no room in this center performs modality {order.procedure.modality!r}",
                      Location("IPC", 5) if from_ipc else Location("OBR", 24))
     client = await _temporal(ctx)  # before writing, so "not now" leaves nothing half-created
+    if facts.complete:
+        # Through the EMPI first: concurrent orders for one new patient make one patient (the
+        # intake's own lookup would race), and the patient gets its matching keys and review pairs.
+        try:
+            await asyncio.to_thread(register, ctx.sessions, facts,
+                                    f"hl7:{msg.header.sending_application or 'HIS'}:{msg.header.control_id}", False)
+        except Conflict as err:
+            raise reject("AE", ErrorCode.duplicate_key, err.reason, Location("PID", 3)) from None
     result = await asyncio.to_thread(record_order, ctx.sessions, order)
     summary.update(accession_number=result.order.accession_number, patient_id=result.order.patient_id)
     try:

@@ -171,3 +171,11 @@ async def test_an_order_placed_through_the_intake_service_is_the_same_loop_over_
         assert [m.control_id for m in msglog.search(s, patient=placed.patient_id)] == ["SH-0001"]
         hl7_mrn = messages()[-1].patient_identifier
         assert hl7_mrn and [m.control_id for m in msglog.search(s, patient=hl7_mrn)] == ["SH-0001"]
+
+
+async def test_concurrent_orders_for_one_new_patient_make_one_patient(center, hl7_sqlite) -> None:
+    sends = [center.listener.send(orm("NW", placer=f"PCON{n}", mrn="MRN-CONC", control_id=f"CON-{n}").encode())
+             for n in range(8)]
+    acks = await asyncio.gather(*sends)
+    assert {ack_fields(a)["MSA"][1] for a in acks} == {"AA"}
+    assert counts()["orders"] == 8 and counts()["patients"] == 1
