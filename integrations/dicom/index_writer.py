@@ -30,15 +30,22 @@ RETRIES = 5
 class IndexWriter:
     def __init__(self, on_received: Callable[[list[completeness.Received]], None] | None = None) -> None:
         self._on_received = on_received
+        self._lock = threading.Lock()
+        self._pending = 0  # submitted, not yet committed: a release with nothing pending need not wait
         self._queue: queue.Queue[index.IndexItem | threading.Event] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="dicom-index-writer", daemon=True)
         self._thread.start()
 
     def submit(self, item: index.IndexItem) -> None:
+        with self._lock:
+            self._pending += 1
         self._queue.put(item)
 
     def flush(self, timeout: float = 60) -> bool:
-        """Block until every item submitted before this call is committed."""
+        """Block until every item submitted before this call is committed (at once when none is pending)."""
+        with self._lock:
+            if self._pending == 0:
+                return True
         done = threading.Event()
         self._queue.put(done)
         return done.wait(timeout)
@@ -62,6 +69,8 @@ class IndexWriter:
                 except queue.Empty:
                     break
             self._write(batch)
+            with self._lock:
+                self._pending -= len(batch)
             for w in waiters:
                 w.set()
 
