@@ -18,6 +18,7 @@ from api.deps import TemporalConnector
 from api.errors import TemporalUnavailable, install_error_handlers
 from api.routes import (
     appointments,
+    queues,
     audit,
     auth,
     break_glass,
@@ -87,6 +88,7 @@ def create_app(temporal_client: Client | None = None, clock: Clock | None = None
     for module in (auth, audit, users, break_glass, health, orders, tasks, ui_schemas, loops, critical_values, critical_dictionary, departments, codec):
         app.include_router(module.router)
     app.include_router(appointments.router)
+    app.include_router(queues.router)
     app.include_router(dicomweb.router)  # DICOMweb over the DICOM store (integrations/dicom)
     if not settings.is_production:
         app.include_router(dev_notifications.router)

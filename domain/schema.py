@@ -10,5 +10,6 @@ import domain.critical_tables  # noqa: F401
 import domain.empi_tables  # noqa: F401
 import domain.hl7_tables  # noqa: F401
 import domain.imaging_tables  # noqa: F401
+import domain.queue_tables  # noqa: F401
 import domain.security_tables  # noqa: F401
 import domain.tables  # noqa: F401

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 19:36:52.641937
+Create Date: 2026-11-27 20:09:00.170027
 """
 from typing import Sequence, Union
 
@@ -440,6 +440,29 @@ def upgrade() -> None:
     with op.batch_alter_table('quarantined_object', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_quarantined_object_received_at'), ['received_at'], unique=False)
 
+    op.create_table('queue_call',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ticket_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('queue_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('room_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('mode', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('detail', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('queue_call', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_queue_call_at'), ['at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_queue_call_ticket_id'), ['ticket_id'], unique=False)
+
+    op.create_table('queue_definition',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('rooms', sa.JSON(), nullable=False),
+    sa.Column('stage', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
     op.create_table('queue_entry',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -452,6 +475,29 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('queue_entry', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_queue_entry_room_id'), ['room_id'], unique=False)
+
+    op.create_table('queue_ticket',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('live_accession', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('patient_name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('queue_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('tier', sa.Integer(), nullable=False),
+    sa.Column('tier_reason', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('seq', sa.Float(), nullable=False),
+    sa.Column('state', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('room_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('calls', sa.Integer(), nullable=False),
+    sa.Column('joined_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('live_accession')
+    )
+    with op.batch_alter_table('queue_ticket', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_queue_ticket_accession_number'), ['accession_number'], unique=False)
+        batch_op.create_index(batch_op.f('ix_queue_ticket_joined_at'), ['joined_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_queue_ticket_queue_id'), ['queue_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_queue_ticket_state'), ['state'], unique=False)
 
     op.create_table('reconciliation_item',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -834,10 +880,23 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_reconciliation_item_kind'))
 
     op.drop_table('reconciliation_item')
+    with op.batch_alter_table('queue_ticket', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_queue_ticket_state'))
+        batch_op.drop_index(batch_op.f('ix_queue_ticket_queue_id'))
+        batch_op.drop_index(batch_op.f('ix_queue_ticket_joined_at'))
+        batch_op.drop_index(batch_op.f('ix_queue_ticket_accession_number'))
+
+    op.drop_table('queue_ticket')
     with op.batch_alter_table('queue_entry', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_queue_entry_room_id'))
 
     op.drop_table('queue_entry')
+    op.drop_table('queue_definition')
+    with op.batch_alter_table('queue_call', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_queue_call_ticket_id'))
+        batch_op.drop_index(batch_op.f('ix_queue_call_at'))
+
+    op.drop_table('queue_call')
     with op.batch_alter_table('quarantined_object', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_quarantined_object_received_at'))
 

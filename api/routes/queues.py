@@ -1,0 +1,116 @@
+"""Queue calling terminals and displays (R6.2.2, R6.3).
+
+Registration and nurses put checked-in patients on queues; technologists and nurses call
+(next, recall, skip, select, transfer, finish); every call is logged. Displays read a
+room's board (masked names) or follow the live feed: Server-Sent Events, one `board`
+event per room whenever the call log moves.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from datetime import date
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, status
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from api.deps import SessionDep, in_thread, require_roles
+from domain.enums import Role
+from domain.queueing.policy import PatientTraits
+from domain.tables import User
+from services import queueing
+from services.queueing import TicketOut
+
+router = APIRouter(prefix="/api/v1", tags=["queues"])
+Desk = Annotated[User, Depends(require_roles(Role.registrar, Role.nurse))]
+Caller = Annotated[User, Depends(require_roles(Role.technologist, Role.nurse))]
+Viewer = Annotated[User, Depends(require_roles(*Role))]
+Keeper = Annotated[User, Depends(require_roles(Role.manager, Role.system_admin))]
+
+
+class QueueIn(BaseModel):
+    name: str
+    rooms: list[str] = Field(min_length=1)
+    stage: str = "exam"
+
+
+class JoinIn(BaseModel):
+    accession_number: str
+    patient_name: str
+    traits: PatientTraits
+
+
+class ActIn(BaseModel):
+    room_id: str | None = Field(None, description="select: the calling room")
+    back: int | None = Field(None, ge=1, description="skip: places back (omit: to the end)")
+    to_queue: str | None = Field(None, description="transfer: the target queue")
+
+
+class BoardOut(BaseModel):
+    room_id: str
+    current: str | None
+    next: list[str]
+    waiting: int
+
+
+@router.put("/queues/{queue_id}", status_code=status.HTTP_204_NO_CONTENT)
+def put_queue(queue_id: str, body: QueueIn, session: SessionDep, _user: Keeper) -> None:
+    queueing.define_queue(session, queue_id, body.name, body.rooms, body.stage)
+
+
+@router.post("/queues/{queue_id}/tickets", response_model=TicketOut, status_code=status.HTTP_201_CREATED)
+async def join(queue_id: str, body: JoinIn, user: Desk) -> TicketOut:
+    return await in_thread(queueing.join, body.accession_number, body.patient_name, queue_id, body.traits, user.id)
+
+
+@router.post("/rooms/{room_id}/call-next", response_model=TicketOut)
+async def call_next(room_id: str, user: Caller) -> TicketOut:
+    return await in_thread(queueing.call_next, room_id, user.id)
+
+
+@router.post("/queue-tickets/{ticket_id}/{mode}", response_model=TicketOut)
+async def act(ticket_id: str, mode: Literal["recall", "skip", "select", "transfer", "finish", "leave"], body: ActIn,
+              user: Caller) -> TicketOut:
+    return await in_thread(lambda: queueing.act(ticket_id, mode, user.id, room_id=body.room_id, back=body.back,
+                                                to_queue=body.to_queue))
+
+
+@router.get("/rooms/{room_id}/board", response_model=BoardOut)
+async def board(room_id: str, _user: Viewer) -> BoardOut:
+    return BoardOut(**asdict(await in_thread(queueing.board, room_id)))
+
+
+@router.get("/queues/daily-close", response_model=list[TicketOut])
+async def daily_close(day: date, _user: Keeper) -> list[TicketOut]:
+    """Patients of `day` neither finished nor marked left: each needs a person to close it."""
+    return await in_thread(queueing.unfinished, day)
+
+
+async def board_events(rooms: list[str], poll_seconds: float, max_events: int | None) -> AsyncIterator[str]:
+    """A `board` event per room now, and again each time the call log moves."""
+    seen, sent = -1, 0
+    while max_events is None or sent < max_events:
+        latest = await in_thread(queueing.last_change)
+        if latest != seen:
+            seen = latest
+            for room in rooms:
+                line = await in_thread(queueing.board, room)
+                yield f"event: board\nid: {latest}\ndata: {json.dumps(asdict(line), ensure_ascii=False)}\n\n"
+                sent += 1
+                if max_events is not None and sent >= max_events:
+                    return
+        await asyncio.sleep(poll_seconds)
+
+
+@router.get("/queues/feed")
+async def feed(_user: Viewer, rooms: Annotated[str, Query(description="Comma-separated room IDs")],
+               max_events: Annotated[int | None, Query(ge=1, description="Stop after this many (tests, probes)")] = None,
+               ) -> StreamingResponse:
+    """Live boards for display screens (SSE); names are masked."""
+    room_ids = [r for r in rooms.split(",") if r]
+    return StreamingResponse(board_events(room_ids, 0.5, max_events), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
