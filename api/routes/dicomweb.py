@@ -3,6 +3,8 @@
 - QIDO-RS  GET  /dicomweb/studies[/{study}/series[/{series}/instances]]  (application/dicom+json)
 - WADO-RS  GET  /dicomweb/studies/{study}[/series/{series}[/instances/{sop}]]  multipart/related
            of the stored Part 10 files, byte for byte; .../metadata as DICOM JSON (no pixel data)
+           .../instances/{sop}/frames/{n[,m...]} the frames as stored (native bytes, or the
+           compressed bitstream with its transfer-syntax), for OHIF's default wadors rendering
 - WADO-URI GET  /dicomweb/wado?requestType=WADO&studyUID=&seriesUID=&objectUID=  (application/dicom)
 - STOW-RS  POST /dicomweb/studies  multipart/related; type="application/dicom"
            -> 200 all stored, 202 some failed, 409 none stored (FailedSOPSequence with reasons)
@@ -235,3 +237,46 @@ async def attach(accession: str, request: Request, user: Attacher) -> Response:
     f = result.facts
     return _json({"sop_instance_uid": f.sop_instance_uid, "sop_class_uid": f.sop_class_uid,
                   "study_instance_uid": f.study_instance_uid, "series_instance_uid": f.series_instance_uid}, 201)
+
+
+# PS3.18 8.7.3.5: media type per transfer syntax for frames sent as stored (transfer-syntax=*).
+FRAME_TYPES = {
+    "1.2.840.10008.1.2.4.50": "image/jpeg", "1.2.840.10008.1.2.4.51": "image/jpeg",
+    "1.2.840.10008.1.2.4.57": "image/jpeg", "1.2.840.10008.1.2.4.70": "image/jpeg",
+    "1.2.840.10008.1.2.4.80": "image/jls", "1.2.840.10008.1.2.4.81": "image/jls",
+    "1.2.840.10008.1.2.4.90": "image/jp2", "1.2.840.10008.1.2.4.91": "image/jp2",
+    "1.2.840.10008.1.2.5": "image/dicom-rle",
+}
+
+
+def frame_bytes(path: Any, numbers: list[int]) -> tuple[list[bytes], str]:
+    """The requested frames without decoding: native slices or encapsulated fragments as stored."""
+    from pydicom.encaps import generate_frames
+
+    ds = dcmread(path)
+    ts = str(ds.file_meta.TransferSyntaxUID)
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if any(n < 1 or n > n_frames for n in numbers):
+        raise HTTPException(404, f"frames are numbered 1..{n_frames}")
+    data = ds.PixelData
+    if ds.file_meta.TransferSyntaxUID.is_encapsulated:
+        frames = list(generate_frames(data, number_of_frames=n_frames))
+    else:
+        size = int(ds.Rows) * int(ds.Columns) * int(ds.SamplesPerPixel) * int(ds.BitsAllocated) // 8
+        frames = [data[i * size:(i + 1) * size] for i in range(n_frames)]
+    return [frames[n - 1] for n in numbers], ts
+
+
+@router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frames}")
+def wado_frames(study: str, series: str, sop: str, frames: str, _: ImageReader) -> Response:
+    try:
+        numbers = [int(f) for f in frames.split(",")]
+    except ValueError:
+        raise HTTPException(400, "frame numbers are integers") from None
+    [row] = _instances(study, series, sop)
+    parts, ts = frame_bytes(_store().path(row.rel_path), numbers)
+    part_type = FRAME_TYPES.get(ts, "application/octet-stream")
+    boundary = new_boundary()
+    head = f"--{boundary}\r\nContent-Type: {part_type}; transfer-syntax={ts}\r\n\r\n".encode()
+    body = b"".join(head + p + b"\r\n" for p in parts) + f"--{boundary}--\r\n".encode()
+    return Response(body, media_type=f'multipart/related; type="{part_type}"; boundary={boundary}')

@@ -73,3 +73,19 @@ async def test_stow_qido_wado_round_trip(sqlite_database, tmp_path: Path) -> Non
         assert r.status_code == 200 and r.headers["content-type"] == "application/dicom"
         assert dataset_bytes(originals[sop]) in r.content
         assert (await client.get(f"/dicomweb/studies/{generate_uid()}", headers=DOCTOR)).status_code == 404
+
+        # Frames as stored (what OHIF's wadors rendering asks for): native bytes and the J2K bitstream.
+        for sop_uid, path in originals.items():
+            r = await client.get(f"/dicomweb/studies/{study}/series/{series_uid}/instances/{sop_uid}/frames/1",
+                                 headers=DOCTOR)
+            assert r.status_code == 200, r.text
+            [(headers, frame)] = split_parts(r.content, boundary_of(r.headers["content-type"]))
+            source = pydicom.dcmread(path)
+            if source.file_meta.TransferSyntaxUID.is_encapsulated:
+                from pydicom.encaps import generate_frames
+                assert headers["content-type"].startswith("image/jp2")
+                assert frame == next(generate_frames(source.PixelData, number_of_frames=1))
+            else:
+                assert frame == source.PixelData and headers["content-type"].startswith("application/octet-stream")
+        assert (await client.get(f"/dicomweb/studies/{study}/series/{series_uid}/instances/{sop}/frames/2",
+                                 headers=DOCTOR)).status_code == 404
