@@ -42,7 +42,7 @@ from pynetdicom.pdu_primitives import A_RELEASE
 from pynetdicom.transport import AssociationServer, ThreadedAssociationServer
 
 from core.config import Settings, get_settings
-from integrations.dicom import archive, completeness, stored
+from integrations.dicom import archive, completeness, reindex, stored
 from integrations.dicom.context import ListenerContext
 from integrations.dicom.loop_bridge import LoopBridge
 from integrations.dicom.services import SERVICES
@@ -182,8 +182,13 @@ def main() -> int:
     """Serve here; with dicom_listener_processes = n, n - 1 more processes share the port."""
     _configure_logging()
     settings = get_settings()
-    for stale in DicomStore(settings.data_dir / "dicom").incoming.glob("*"):
+    store = DicomStore(settings.data_dir / "dicom")
+    for stale in store.incoming.glob("*"):
         stale.unlink(missing_ok=True)  # spool files of associations that died mid-transfer
+    try:
+        reindex.reindex_missing(store)  # files stored just before a crash, not yet indexed
+    except Exception:
+        log.exception("re-indexing the store failed; serving anyway")
     extra = max(1, settings.dicom_listener_processes) - 1
     procs = [multiprocessing.get_context("spawn").Process(target=_child, args=(i,)) for i in range(extra)]
     for p in procs:
