@@ -5,6 +5,8 @@ caller commits and writes the audit record.
 """
 from __future__ import annotations
 
+import uuid
+
 from sqlmodel import Session, select
 
 from domain.enums import Role
@@ -60,7 +62,8 @@ def enrol_totp(session: Session, user: User, codec_keys: str, clock: Clock) -> s
 def create_user(session: Session, username: str, display_name: str, role: Role, department_id: str | None) -> User:
     if user_by_username(session, username) is not None:
         raise AccountError(f"user {username!r} already exists")
-    user = User(id=f"u-{username}", username=username, display_name=display_name, role=role.value,
+    # A random id: ids never reveal or reuse a name (and never look like the seeded demo ids `u-<role>`).
+    user = User(id=f"u-{uuid.uuid4().hex[:16]}", username=username, display_name=display_name, role=role.value,
                 department_id=department_id, active=True)
     session.add(user)
     session.flush()

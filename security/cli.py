@@ -2,6 +2,8 @@
 
     python -m security.cli audit verify          # exit 1 and the first bad seq when the chain is broken
     python -m security.cli audit replay          # store events spooled while the database was down
+    python -m security.cli audit archive --older-than-days 1   # back up the chain as gzip segments
+    python -m security.cli audit verify-archive  # check the segments without the database
     python -m security.cli user create --username li.na --name "李娜" --role radiologist
     python -m security.cli user set-password --username li.na    # asks twice (or --password-stdin)
     python -m security.cli user enrol-totp --username li.na      # prints the otpauth:// URI once
@@ -16,11 +18,13 @@ import getpass
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from core.config import get_settings
 from core.db import session_scope
 from domain.enums import Role
-from security import accounts, sessions
+from security import accounts, audit_archive, sessions
 from security.audit import AuditEvent, AuditTrail, verify_chain
 from security.clock import SystemClock
 from security.passwords import PasswordRejected
@@ -48,6 +52,26 @@ def cmd_audit_verify(_args: argparse.Namespace) -> int:
     if not result.ok:
         print(f"first bad seq: {result.first_bad_seq} ({result.problem})")
     _audit_change("-", "audit_verify", "110101", "E", {"ok": result.ok, "first_bad_seq": result.first_bad_seq})
+    return 0 if result.ok else 1
+
+
+def _archive_dir(args: argparse.Namespace) -> Path:
+    return Path(args.dir) if args.dir else get_settings().data_dir / "audit-archive"
+
+
+def cmd_audit_archive(args: argparse.Namespace) -> int:
+    now = datetime.now(timezone.utc)
+    with session_scope() as s:
+        seg = audit_archive.archive(s, _archive_dir(args), now - timedelta(days=args.older_than_days), now)
+    print(f"archived seq {seg.first_seq}..{seg.last_seq} to {seg.file}" if seg else "nothing new to archive")
+    return 0
+
+
+def cmd_audit_verify_archive(args: argparse.Namespace) -> int:
+    result = audit_archive.verify_archive(_archive_dir(args))
+    print(f"{'OK' if result.ok else 'BROKEN'}: {result.message} ({result.checked} records)")
+    if not result.ok:
+        print(f"first bad seq: {result.first_bad_seq} ({result.problem})")
     return 0 if result.ok else 1
 
 
@@ -128,6 +152,13 @@ def parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit").add_subparsers(required=True)
     audit.add_parser("verify", help="check the SM3 chain and signed checkpoints").set_defaults(fn=cmd_audit_verify)
     audit.add_parser("replay", help="store spooled events").set_defaults(fn=cmd_audit_replay)
+    arc = audit.add_parser("archive", help="copy records to a gzip segment under <data_dir>/audit-archive")
+    arc.add_argument("--older-than-days", type=float, default=0, help="only records recorded before now - N days")
+    arc.add_argument("--dir")
+    arc.set_defaults(fn=cmd_audit_archive)
+    va = audit.add_parser("verify-archive", help="check every archived segment without the database")
+    va.add_argument("--dir")
+    va.set_defaults(fn=cmd_audit_verify_archive)
     user = sub.add_parser("user").add_subparsers(required=True)
     c = user.add_parser("create")
     c.add_argument("--username", required=True)

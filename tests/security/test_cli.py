@@ -41,6 +41,10 @@ def test_create_set_password_enrol_then_log_in(sqlite_database: str) -> None:
         assert done.user.role == "radiologist"
         events = [r.event_type for r in db.exec(select(AuditRecord).order_by(col(AuditRecord.seq))).all()]
     assert events == ["user_create", "password_set", "totp_enrol"]
+    archived = _cli(sqlite_database, "audit", "archive")
+    assert archived.returncode == 0 and "archived seq 1..3" in archived.stdout, archived.stdout + archived.stderr
+    verified = _cli(sqlite_database, "audit", "verify-archive")
+    assert verified.returncode == 0 and verified.stdout.startswith("OK"), verified.stdout
 
 
 def test_check_lists_what_production_would_refuse(sqlite_database: str) -> None:
