@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import os
 import socket
 import statistics
@@ -30,7 +31,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,24 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[max(1, -(-int(p * len(ordered)) // 100)) - 1]
 
 
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹"
+GIVEN = ["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超",
+         "秀英", "建华", "志强", "海燕", "晓东", "丽娟", "建国", "春梅", "子涵", "雨轩", "浩然", "欣怡", "梓萱"]
+
+
+def person(n: str) -> tuple[str, str, str, date]:
+    """A plausible, varied patient per order (family, given, sex, birth date): namesakes are rare, as in life."""
+    h = int(hashlib.sha256(n.encode()).hexdigest(), 16)
+    born = date(1940, 1, 1) + timedelta(days=h % 25000)
+    return SURNAMES[h % len(SURNAMES)], GIVEN[(h // 31) % len(GIVEN)], "MF"[(h // 7) % 2], born
+
+
 def rest_body(n: str) -> dict[str, Any]:
+    family, given, sex, born = person(n)
     return {
         "placer_order_number": f"R{n}", "placer_system": "HIS",
-        "patient": {"identifiers": [{"system": "MRN", "value": f"MR{n}"}], "name": "张三", "sex": "M",
-                    "birth_date": date(1970, 5, 1).isoformat()},
+        "patient": {"identifiers": [{"system": "MRN", "value": f"MR{n}"}], "name": family + given, "sex": sex,
+                    "birth_date": born.isoformat()},
         "procedure": {"code": "CT-CHEST", "name": "胸部CT平扫", "modality": "CT", "body_part": "CHEST"},
         "priority": "routine",
         "ordering": {"clinician_id": "D001", "clinician_name": "孙医生", "department": "呼吸内科"},
@@ -68,9 +82,10 @@ def rest_body(n: str) -> dict[str, Any]:
 
 def orm_message(n: str) -> bytes:
     """The same order as `rest_body`, as ORM^O01 v2.5.1 in UTF-8."""
+    family, given, sex, born = person(n)
     return "\r".join([
         f"MSH|^~\\&|HIS|MAIN|RADLOOP|RAD|20261127120000||ORM^O01^ORM_O01|C{n}|P|2.5.1|||||||UNICODE UTF-8",
-        f"PID|1||MH{n}^^^MRN^MR||张^三||19700501|M",
+        f"PID|1||MH{n}^^^MRN^MR||{family}^{given}||{born:%Y%m%d}|{sex}",
         "PV1|1|O|RESP",
         f"ORC|NW|H{n}^HIS|||||^^^^^R|||||D001^孙^医生|||||^呼吸内科",
         f"OBR|1|H{n}^HIS||CT-CHEST^胸部CT平扫|||||||||咳嗽两周||^^^CHEST|||||||||CT|||||||^排除肺部感染",

@@ -17,6 +17,7 @@ import re
 import unicodedata
 from datetime import date
 from difflib import SequenceMatcher
+from functools import lru_cache
 
 from pydantic import BaseModel, Field
 from pypinyin import lazy_pinyin
@@ -116,20 +117,22 @@ def _ascii_fold(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
-def pinyin_keys(name: str) -> set[str]:
+@lru_cache(maxsize=8192)
+def pinyin_keys(name: str) -> frozenset[str]:
     """Toneless pinyin spellings of a name, family-first and given-first (lowercase, no spaces)."""
     if not name.strip():
-        return set()
+        return frozenset()
     if CJK.search(name):
         family, given = split_chinese_name(name)
         fam = SURNAME_READINGS.get(family) or "".join(lazy_pinyin(family))
         giv = "".join(lazy_pinyin(given))
         fam, giv = re.sub(r"[^a-z]", "", fam.lower()), re.sub(r"[^a-z]", "", giv.lower())
-        return {fam + giv, giv + fam}
+        return frozenset({fam + giv, giv + fam})
     tokens = [t for t in re.split(r"[^a-z]+", _ascii_fold(name).lower()) if t]
-    return {"".join(tokens), "".join(reversed(tokens))} if tokens else set()
+    return frozenset({"".join(tokens), "".join(reversed(tokens))}) if tokens else frozenset()
 
 
+@lru_cache(maxsize=8192)
 def name_key(name: str) -> str:
     """One blocking key per name (family-first pinyin), stored on the patient row for candidate search."""
     if CJK.search(name):

@@ -28,6 +28,8 @@ from services.errors import Conflict, NotFound
 SessionFactory = Callable[[], AbstractContextManager[Session]]
 CLOSED_STEPS = ("closed", "cancelled")
 CANDIDATE_LIMIT = 200
+# A registrar reviews the few likeliest matches, not every namesake born the same day.
+REVIEWS_PER_REGISTRATION = 5
 
 
 @dataclass(frozen=True)
@@ -88,34 +90,43 @@ def _apply(patient: Patient, facts: PersonFacts) -> dict[str, tuple[Any, Any]]:
     return changed
 
 
-def _facts_of(session: Session, patient: Patient) -> PersonFacts:
-    idents = session.exec(select(PatientIdentifier).where(PatientIdentifier.patient_id == patient.id)).all()
-    return PersonFacts(identifiers=[IdentifierIn(system=i.system, value=i.value) for i in idents],
-                       name=patient.name, sex=patient.sex, birth_date=patient.birth_date, phone=patient.phone or "")
-
-
-def _open_reviews(session: Session, patient: Patient, facts: PersonFacts, source: str) -> list[tuple[str, float]]:
-    """Score the people who share a blocking key (pinyin name, birth date, phone); queue the likely ones."""
+def _candidates(session: Session, patient: Patient) -> list[Patient]:
+    """People sharing a blocking key (pinyin name, birth date, phone), with their identifiers in one query."""
     keys = [Patient.birth_date == patient.birth_date]
     if patient.name_key:
         keys.append(Patient.name_key == patient.name_key)
     if patient.phone:
         keys.append(Patient.phone == patient.phone)
-    candidates = session.exec(
+    return list(session.exec(
         select(Patient).where(Patient.id != patient.id, col(Patient.merged_into).is_(None), or_(*keys))
-        .limit(CANDIDATE_LIMIT)).all()
-    found = []
+        .limit(CANDIDATE_LIMIT)).all())
+
+
+def _open_reviews(session: Session, patient: Patient, facts: PersonFacts, source: str) -> list[tuple[str, float]]:
+    """Score the people who share a blocking key; queue the likeliest few for a registrar."""
+    candidates = _candidates(session, patient)
+    if not candidates:
+        return []
+    idents: dict[str, list[IdentifierIn]] = {}
+    for row in session.exec(select(PatientIdentifier).where(
+            col(PatientIdentifier.patient_id).in_([c.id for c in candidates]))).all():
+        idents.setdefault(row.patient_id, []).append(IdentifierIn(system=row.system, value=row.value))
+    scored = []
     for other in candidates:
-        result = score(facts, _facts_of(session, other))
-        if not result.review:
-            continue
-        a, b = sorted((patient.id, other.id))
+        result = score(facts, PersonFacts(identifiers=idents.get(other.id, []), name=other.name, sex=other.sex,
+                                          birth_date=other.birth_date, phone=other.phone or ""))
+        if result.review:
+            scored.append((result.score, other.id, result))
+    scored.sort(key=lambda t: -t[0])
+    found = []
+    for value, other_id, result in scored[:REVIEWS_PER_REGISTRATION]:
+        a, b = sorted((patient.id, other_id))
         exists = session.exec(select(PatientMatchReview).where(
             PatientMatchReview.patient_a == a, PatientMatchReview.patient_b == b)).first()
         if exists is None:
-            session.add(PatientMatchReview(id=str(uuid.uuid4()), patient_a=a, patient_b=b, score=result.score,
+            session.add(PatientMatchReview(id=str(uuid.uuid4()), patient_a=a, patient_b=b, score=value,
                                            reasons=result.reasons, source=source))
-        found.append((other.id, result.score))
+        found.append((other_id, value))
     return found
 
 
