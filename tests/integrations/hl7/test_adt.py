@@ -138,3 +138,13 @@ async def test_racing_registrations_make_one_patient(listener_on_each_database) 
         rows = s.exec(select(HL7Message).where(HL7Message.control_id == "RACE-1")).all()
     assert len(rows) == 3 and sum(r.dedup_key is not None for r in rows) == 1
     assert {r.status for r in rows if r.dedup_key is None} == {"duplicate"}
+
+
+async def test_a_common_name_queues_only_the_likeliest_few(offline_listener) -> None:
+    for n in range(7):  # seven namesakes born the same day, each with their own MRN
+        await offline_listener.send(adt("A04", f"NS-{n}", pid(f"M-NS{n}", name="王^伟")).encode())
+    last = patient_by("MRN", "M-NS6")
+    with Session(get_engine()) as s:
+        pairs = s.exec(select(PatientMatchReview).where(
+            (PatientMatchReview.patient_a == last.id) | (PatientMatchReview.patient_b == last.id))).all()
+    assert len(pairs) == 5
