@@ -5,10 +5,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from integrations.hl7.ack import build_ack, encode
+from integrations.hl7.context import InboundContext
+from integrations.hl7.inbound import InboundProcessor
+from integrations.hl7.mllp import Peer
 from integrations.hl7.inbound import supported_types
 from integrations.hl7.parse import Encoding, HL7Reject, check_header, decode, parse, read_header
 from integrations.hl7.patient import join_name, patient_facts
-from tests.integrations.hl7.messages import msh, orm, seg
+from tests.integrations.hl7.conftest import counts, temporal_nowhere
+from tests.integrations.hl7.messages import ack_fields, msh, orm, seg
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -72,3 +76,24 @@ def test_escaped_names_round_trip_through_the_parser(family: str, charset: str) 
     msg = parse(decode(raw, header), header)
     facts = patient_facts(msg, msg.first("PID"))
     assert facts.name == join_name(family, "")  # join_name only drops spaces between Chinese characters
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(raw=st.one_of(
+    st.binary(max_size=1024),
+    st.binary(max_size=512).map(lambda tail: msh("ORM^O01", "FZP").encode() + b"\r" + tail),
+    st.binary(max_size=512).map(lambda tail: msh("ADT^A01", "FZA").encode() + b"\rPID|1||" + tail),
+))
+async def test_the_inbound_processor_answers_any_frame_and_writes_nothing_half(hl7_sqlite: str, raw: bytes) -> None:
+    before = counts()
+    processor = InboundProcessor(InboundContext(temporal=temporal_nowhere()))
+    ack = await processor(raw, Peer("127.0.0.1", 1))
+    assert ack is not None and ack.startswith(b"MSH")
+    code = ack_fields(ack, "latin-1")["MSA"][1]
+    assert code in ("AA", "AE", "AR")
+    after = counts()
+    assert after["orders"] == 0  # Temporal is down: no order can be half-created
+    assert after["messages"] == before["messages"] + 1  # every frame is logged, once
+    if code != "AA":
+        assert after["patients"] == before["patients"]  # a refused message changed nothing
