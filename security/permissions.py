@@ -43,6 +43,11 @@ class Permission(StrEnum):
     image_read = "image_read"
     image_store = "image_store"
     attachment_add = "attachment_add"
+    # queue calling (R6.2.2)
+    queue_join = "queue_join"
+    queue_call = "queue_call"
+    queue_board_read = "queue_board_read"
+    queue_manage = "queue_manage"
     # appointments (R5.3)
     appointment_book = "appointment_book"
     appointment_no_show = "appointment_no_show"
@@ -92,6 +97,11 @@ ROLE_PERMISSIONS: dict[Permission, frozenset[Role]] = {
     # Storing images is clinical work; bulk migration goes through a machine account, not an administrator.
     Permission.image_store: frozenset({R.technologist}),
     Permission.attachment_add: frozenset({R.registrar, R.technologist}),
+    Permission.queue_join: frozenset({R.registrar, R.nurse}),
+    Permission.queue_call: frozenset({R.technologist, R.nurse}),
+    # Boards show masked names only (domain.queueing), for every display and terminal.
+    Permission.queue_board_read: frozenset(Role),
+    Permission.queue_manage: frozenset({R.manager, R.system_admin}),
     # Appointments (R5.3): the roles that speak for a booking channel (api.routes.appointments.ROLE_CHANNELS).
     Permission.appointment_book: frozenset({R.registrar, R.nurse, R.clinician, R.his_system, R.manager}),
     Permission.appointment_no_show: frozenset({R.registrar, R.nurse, R.technologist}),
@@ -150,6 +160,9 @@ AUDITED: dict[Permission, AuditKind] = {
     Permission.image_read: AuditKind("dicom_instances_accessed", "110103", "R"),
     Permission.image_store: AuditKind("dicom_instances_transferred", "110104", "C"),
     Permission.attachment_add: AuditKind("dicom_instances_transferred", "110104", "C"),
+    Permission.queue_join: _CHANGE,
+    Permission.queue_call: _CHANGE,
+    Permission.queue_manage: AuditKind("config_change", "110100", "U"),
     Permission.appointment_book: _CHANGE,
     Permission.appointment_no_show: _CHANGE,
     Permission.schedule_rules_manage: AuditKind("config_change", "110100", "U"),

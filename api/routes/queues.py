@@ -18,18 +18,18 @@ from fastapi import APIRouter, Depends, Query, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from api.deps import SessionDep, in_thread, require_roles
-from domain.enums import Role
+from api.deps import SessionDep, in_thread, require
 from domain.queueing.policy import PatientTraits
 from domain.tables import User
+from security.permissions import Permission
 from services import queueing
 from services.queueing import TicketOut
 
 router = APIRouter(prefix="/api/v1", tags=["queues"])
-Desk = Annotated[User, Depends(require_roles(Role.registrar, Role.nurse))]
-Caller = Annotated[User, Depends(require_roles(Role.technologist, Role.nurse))]
-Viewer = Annotated[User, Depends(require_roles(*Role))]
-Keeper = Annotated[User, Depends(require_roles(Role.manager, Role.system_admin))]
+Desk = Annotated[User, Depends(require(Permission.queue_join))]
+Caller = Annotated[User, Depends(require(Permission.queue_call))]
+Viewer = Annotated[User, Depends(require(Permission.queue_board_read))]
+Keeper = Annotated[User, Depends(require(Permission.queue_manage))]
 
 
 class QueueIn(BaseModel):
