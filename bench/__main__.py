@@ -1,7 +1,7 @@
 """`python -m bench [name ...] [-- flags]`: run the registered benchmarks one after another.
 
 Without names every benchmark in `bench.BENCHMARKS` runs with its defaults. Flags
-after `--` are passed to each named benchmark (e.g.
+after `--` go to the one named benchmark (e.g.
 `python -m bench loop_throughput -- --loops 200`); `python -m bench.<name> --help`
 lists a benchmark's own flags. The exit code is non-zero if any benchmark failed
 to run (a missed target is reported in the output, not as a failure).
@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, module in BENCHMARKS.items():
             print(f"{name:24} {module}")
         return 0
+    if passed and len(args.names) != 1:
+        parser.error("flags after `--` are a benchmark's own: name exactly one benchmark with them")
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)} (known: {', '.join(BENCHMARKS)})")

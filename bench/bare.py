@@ -3,7 +3,8 @@
 The shape is a script read off a RadLoop history of the same run
 (`bench.history.script_of`): `A` = one activity, `T` = the activity that opens a
 human task, `U` = wait for one update, `S` = upsert the LoopStep search attribute
-(only in the attribution variant: it shows what RadLoop's visibility writes cost). Every activity is a no-op; `T` only
+(only in the attribution variant: it shows what RadLoop's visibility writes cost);
+`[...]` = what one RadLoop workflow task scheduled together, run concurrently. Every activity is a no-op; `T` only
 records, in this process, that a task is ready, which is how the baseline's
 "staff" learn what to complete (RadLoop's learn it from the `human_task` rows).
 Default data converter, no search attributes, no validators, no database.
@@ -12,6 +13,7 @@ Side-effect free at import: the workflow sandbox re-imports this module.
 """
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import activity, workflow
@@ -38,27 +40,48 @@ def bench_open_task(n: int) -> int:
     return n
 
 
+def steps(script: str) -> list[str]:
+    """`AT[AA]U` -> ["A", "T", "AA", "U"]: each item runs after the previous one, its letters together."""
+    out: list[str] = []
+    batch: str | None = None
+    for ch in script:
+        if ch == "[":
+            batch = ""
+        elif ch == "]":
+            out.append(batch or "")
+            batch = None
+        elif batch is not None:
+            batch += ch
+        else:
+            out.append(ch)
+    return out
+
+
 @workflow.defn(name=BARE_WORKFLOW)
 class BareLoop:
     def __init__(self) -> None:
         self.completed = 0
+        self.opened = 0
+        self.waited = 0
 
     @workflow.run
     async def run(self, script: str) -> int:
-        opened = waited = 0
-        for i, op in enumerate(script):
-            if op == "A":
-                await workflow.execute_activity(bench_noop, i, start_to_close_timeout=timedelta(seconds=30))
-            elif op == "T":
-                opened += 1
-                await workflow.execute_activity(bench_open_task, opened, start_to_close_timeout=timedelta(seconds=30))
-            elif op == "U":
-                waited += 1
-                target = waited
-                await workflow.wait_condition(lambda: self.completed >= target)
-            elif op == "S":
-                workflow.upsert_search_attributes([LOOP_STEP.value_set(f"step-{i}")])
+        for i, step in enumerate(steps(script)):
+            await asyncio.gather(*(self._op(op, i) for op in step))
         return self.completed
+
+    async def _op(self, op: str, i: int) -> None:
+        if op == "A":
+            await workflow.execute_activity(bench_noop, i, start_to_close_timeout=timedelta(seconds=30))
+        elif op == "T":
+            self.opened += 1
+            await workflow.execute_activity(bench_open_task, self.opened, start_to_close_timeout=timedelta(seconds=30))
+        elif op == "U":
+            self.waited += 1
+            target = self.waited
+            await workflow.wait_condition(lambda: self.completed >= target)
+        elif op == "S":
+            workflow.upsert_search_attributes([LOOP_STEP.value_set(f"step-{i}")])
 
     @workflow.update
     def complete(self, n: int) -> int:

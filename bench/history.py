@@ -52,23 +52,38 @@ def script_of(events: Sequence[HistoryEvent]) -> str:
     """RadLoop's history as a bare script: `T` opens a human task, `A` any other activity, `U` an update,
     `S` a search-attribute upsert (the plain baseline leaves those out; `--attribution` keeps them).
 
-    Signals count as updates (the baseline has one kind of human input). Raises if an
-    update would come before the task it completes, which the baseline could not drive.
+    Activities and upserts that one workflow task scheduled together (RadLoop runs some
+    side by side, e.g. the HL7 outbox sender) are bracketed, `[AA]`, and the baseline
+    runs them concurrently too. Signals count as updates (the baseline has one kind of
+    human input). Raises if an update would come before the task it completes, which
+    the baseline could not drive.
     """
-    out: list[str] = []
+    batches: list[tuple[int | None, list[str]]] = []  # (scheduling workflow task, ops)
+
+    def add(op: str, wft: int | None) -> None:
+        if wft is not None and batches and batches[-1][0] == wft:
+            batches[-1][1].append(op)
+        else:
+            batches.append((wft, [op]))
+
     for ev in events:
         if ev.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            name = ev.activity_task_scheduled_event_attributes.activity_type.name
-            out.append("T" if name == OPEN_TASK_ACTIVITY else "A")
+            a = ev.activity_task_scheduled_event_attributes
+            add("T" if a.activity_type.name == OPEN_TASK_ACTIVITY else "A", a.workflow_task_completed_event_id)
+        elif ev.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            add("S", ev.upsert_workflow_search_attributes_event_attributes.workflow_task_completed_event_id)
         elif ev.event_type in (EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
                                EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED):
-            out.append("U")
-        elif ev.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
-            out.append("S")
-    script = "".join(out)
+            add("U", None)
+    script = "".join(
+        f"[{''.join(ops)}]" if sum(op in "AT" for op in ops) > 1 else "".join(ops) for _wft, ops in batches)
     opened = 0
     for op in script:
         opened += {"T": 1, "U": -1}.get(op, 0)
         if opened < 0:
             raise ValueError(f"an update precedes its task in {script!r}")
     return script
+
+
+def activity_count(script: str) -> int:
+    return sum(op in "AT" for op in script)
