@@ -376,8 +376,9 @@ def book(req: BookRequest, now: datetime | None = None) -> list[BookingOut]:
     """Book one exam at its earliest time, or several at close times on one day."""
     now = now or datetime.now(timezone.utc)
     with Session(get_engine(), expire_on_commit=False) as s:
-        patient_id = s.exec(select(ExamOrder.patient_id).where(
-            ExamOrder.accession_number == req.accession_numbers[0])).first()
+        # Loading the orders here also serves `_orders` below from the session, without a query.
+        orders = s.exec(select(ExamOrder).where(col(ExamOrder.accession_number).in_(req.accession_numbers))).all()
+        patient_id = next((o.patient_id for o in orders if o.accession_number == req.accession_numbers[0]), None)
         if patient_id is None:
             raise NotFound(f"no order {req.accession_numbers[0]}")
         # The lock is the transaction's first write: SQLite takes its write lock here (a plain

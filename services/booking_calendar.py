@@ -25,6 +25,8 @@ from services.errors import Invalid, NotFound
 
 # Parsed versions, by (database, version): versions are immutable, so an entry never goes stale.
 _RULES_CACHE: dict[tuple[str, int], BookingRules] = {}
+# (database, last local day) pairs known to be open, so the booking path skips the check.
+_OPEN_UP_TO: set[tuple[str, datetime]] = set()
 
 
 def dialect_insert(session: Session, table):
@@ -102,8 +104,13 @@ def ensure_window(session: Session, now: datetime, rules: BookingRules) -> None:
     days = max([p.window_days for p in rules.patient_types.values()] + [14]) + 1
     today = now.astimezone(zone).date()
     last = datetime.combine(today + timedelta(days=days - 1), datetime.min.time(), zone)
+    key = (str(session.get_bind().url), last)
+    if key in _OPEN_UP_TO:  # segments are never deleted: once open, a day stays open
+        return
     if session.exec(select(RoomSegment.id).where(RoomSegment.start_at >= last).limit(1)).first() is None:
         open_segments(session, today, days, rules.timezone)
+    else:
+        _OPEN_UP_TO.add(key)
 
 
 def room_views(session: Session) -> dict[str, RoomView]:
