@@ -32,6 +32,10 @@ from domain.tables import AccessionCounter, ExamOrder, Patient, PatientIdentifie
 
 
 
+class IdentifierRace(Exception):
+    """Two intakes created the same new patient at once; the loser retries and matches."""
+
+
 @dataclass(frozen=True)
 class IntakeResult:
     order: ExamOrder
@@ -67,6 +71,9 @@ def match_or_create_patient(session: Session, order: OrderIn) -> Patient:
         ).first()
         if exists is None:
             session.add(PatientIdentifier(patient_id=known.id, system=ident.system, value=ident.value))
+        elif exists.patient_id != known.id:
+            # A concurrent intake registered this person a moment ago: start over, and match it.
+            raise IdentifierRace(f"{ident.system}:{ident.value} was registered concurrently")
     session.flush()
     return known
 
@@ -127,7 +134,7 @@ def record_order(session_factory, order: OrderIn) -> IntakeResult:
                 session.add(row)
                 session.commit()
                 return IntakeResult(row, created=True)
-            except IntegrityError:
+            except (IntegrityError, IdentifierRace):
                 # A concurrent request won the race (placer, identifier or counter): re-read.
                 session.rollback()
     raise RuntimeError("order intake could not complete after concurrent retries")

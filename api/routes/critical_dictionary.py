@@ -14,18 +14,19 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from api.deps import CurrentUser, in_thread, require_roles
+from api.deps import in_thread, require
 from api.errors import ErrorBody
 from core.db import session_scope
 from domain.critical_dictionary import CriticalItemSpec
 from domain.critical_tables import CriticalDictionaryVersion
-from domain.enums import Role
+from security.permissions import Permission
 from domain.tables import User
 from services.errors import Conflict, NotFound
 
 router = APIRouter(prefix="/api/v1/critical-dictionary", tags=["critical values"])
 
-Editor = Annotated[User, Depends(require_roles(Role.qc_officer, Role.manager))]
+Reader = Annotated[User, Depends(require(Permission.critical_dictionary_read))]
+Editor = Annotated[User, Depends(require(Permission.critical_dictionary_publish))]
 
 
 class DictionaryVersionPublic(BaseModel):
@@ -76,7 +77,7 @@ def _newest() -> DictionaryVersionPublic:
 
 
 @router.get("", response_model=DictionaryVersionPublic, responses={404: {"model": ErrorBody}})
-async def current(_user: CurrentUser) -> DictionaryVersionPublic:
+async def current(_user: Reader) -> DictionaryVersionPublic:
     """The dictionary in force now."""
     return await in_thread(_newest)
 
@@ -89,7 +90,7 @@ def _versions() -> list[DictionaryVersionSummary]:
 
 
 @router.get("/versions", response_model=list[DictionaryVersionSummary])
-async def versions(_user: CurrentUser) -> list[DictionaryVersionSummary]:
+async def versions(_user: Reader) -> list[DictionaryVersionSummary]:
     return await in_thread(_versions)
 
 
@@ -102,7 +103,7 @@ def _version(version: int) -> DictionaryVersionPublic:
 
 
 @router.get("/versions/{version}", response_model=DictionaryVersionPublic, responses={404: {"model": ErrorBody}})
-async def one_version(version: int, _user: CurrentUser) -> DictionaryVersionPublic:
+async def one_version(version: int, _user: Reader) -> DictionaryVersionPublic:
     return await in_thread(_version, version)
 
 

@@ -11,14 +11,14 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
-from api.deps import CurrentUser, SessionDep, TemporalConnectorDep, actor_of, in_thread, require_roles
+from api.deps import SessionDep, TemporalConnectorDep, actor_of, in_thread, require
 from api.errors import ErrorBody
 from core.db import session_scope
 from activities.critical import current_dictionary
 from domain.charts import weekly_compliance_svg
 from domain.critical_text import Suggestion, suggest
 from domain.critical_metrics import CSV_COLUMNS, CriticalFacts, CriticalMetrics, compute, csv_row
-from domain.enums import Role
+from security.permissions import Permission
 from domain.loop import ActionAck, CriticalAck, CriticalRaise, CriticalStatus
 from domain.tables import CriticalValue, NotificationAttempt, User
 from services.errors import Invalid, NotFound
@@ -26,10 +26,11 @@ from services.loop_commands import acknowledge_critical, raise_critical
 
 router = APIRouter(prefix="/api/v1/critical-values", tags=["critical values"])
 
-Clinician = Annotated[User, Depends(require_roles(Role.clinician))]
-Raiser = Annotated[User, Depends(require_roles(Role.technologist, Role.resident, Role.radiologist, Role.senior_radiologist))]
-QualityOffice = Annotated[User, Depends(require_roles(Role.manager, Role.qc_officer))]
-OutcomeRecorder = Annotated[User, Depends(require_roles(Role.radiologist, Role.senior_radiologist, Role.qc_officer))]
+Reader = Annotated[User, Depends(require(Permission.critical_value_read))]
+Clinician = Annotated[User, Depends(require(Permission.critical_value_ack))]
+Raiser = Annotated[User, Depends(require(Permission.critical_value_raise))]
+QualityOffice = Annotated[User, Depends(require(Permission.quality_metrics_read))]
+OutcomeRecorder = Annotated[User, Depends(require(Permission.critical_outcome_record))]
 
 
 class CriticalValuePublic(BaseModel):
@@ -89,7 +90,7 @@ def _get(session: Session, cv_id: str) -> CriticalValue:
 
 
 @router.get("", response_model=list[CriticalValuePublic])
-def list_critical_values(_user: CurrentUser, session: SessionDep, accession: str | None = None) -> list[CriticalValuePublic]:
+def list_critical_values(_user: Reader, session: SessionDep, accession: str | None = None) -> list[CriticalValuePublic]:
     """Newest first; `accession` narrows to one exam."""
     stmt = select(CriticalValue).order_by(col(CriticalValue.raised_at).desc())
     if accession:
@@ -210,7 +211,7 @@ async def record_outcome(cv_id: str, body: OutcomeIn, user: OutcomeRecorder) -> 
 
 
 @router.get("/{cv_id}", response_model=CriticalValueDetail, responses={404: {"model": ErrorBody}})
-def get_critical_value(cv_id: str, _user: CurrentUser, session: SessionDep) -> CriticalValueDetail:
+def get_critical_value(cv_id: str, _user: Reader, session: SessionDep) -> CriticalValueDetail:
     """The critical value with every notification attempt, in the order they were made."""
     row = _get(session, cv_id)
     attempts = session.exec(

@@ -14,17 +14,18 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import select
 
-from api.deps import CurrentUser, in_thread, require_roles
+from api.deps import in_thread, require
 from api.errors import ErrorBody
 from core.db import session_scope
 from domain.critical_tables import DepartmentChannel, DepartmentContact
-from domain.enums import Role
+from security.permissions import Permission
 from domain.tables import Department, User
 from services.errors import NotFound
 
 router = APIRouter(prefix="/api/v1/departments", tags=["departments"])
 
-Editor = Annotated[User, Depends(require_roles(Role.qc_officer, Role.manager))]
+Reader = Annotated[User, Depends(require(Permission.department_contacts_read))]
+Editor = Annotated[User, Depends(require(Permission.department_contacts_manage))]
 
 
 def _redact(url: str) -> str:
@@ -102,7 +103,7 @@ def _setup(department_id: str) -> LadderSetup:
 
 
 @router.get("/{department_id}/critical-setup", response_model=LadderSetup, responses={404: {"model": ErrorBody}})
-async def critical_setup(department_id: str, _user: CurrentUser) -> LadderSetup:
+async def critical_setup(department_id: str, _user: Reader) -> LadderSetup:
     return await in_thread(_setup, department_id)
 
 

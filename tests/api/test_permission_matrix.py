@@ -26,9 +26,6 @@ PUBLIC_ROUTES = {
     ("GET", "/api/v1/dev/notifications"),  # development sink, not mounted in production
     ("POST", "/api/v1/dev/notifications"),
 }
-# The lead is changing these modules in this very session; their routes still use
-# `require_roles` (or only `CurrentUser`) until the lead moves them to `require(Permission.X)`.
-LEAD_PENDING_MODULES = re.compile(r"^api\.routes\.(critical_\w+|departments)$")
 
 
 def _routes() -> list[APIRoute]:
@@ -39,15 +36,11 @@ def _endpoints() -> list[tuple[str, APIRoute]]:
     return [(m, r) for r in _routes() for m in sorted(r.methods)]
 
 
-def _pending(route: APIRoute) -> bool:
-    return bool(LEAD_PENDING_MODULES.match(route.endpoint.__module__))
-
-
 def test_every_route_declares_exactly_one_permission() -> None:
     undeclared, several = [], []
     for method, route in _endpoints():
         found = declared_permissions(route)
-        if not found and not _pending(route):
+        if not found:
             undeclared.append(f"{method} {route.path}")
         if len(found) > 1:
             several.append(f"{method} {route.path}: {sorted(found)}")
@@ -58,12 +51,6 @@ def test_every_route_declares_exactly_one_permission() -> None:
 def test_public_routes_are_exactly_the_known_ones() -> None:
     public = {(m, r.path) for m, r in _endpoints() if PUBLIC in declared_permissions(r)}
     assert public == PUBLIC_ROUTES
-
-
-@pytest.mark.xfail(reason="critical-value and department routes: the lead moves them to require(Permission.X)",
-                   strict=False)
-def test_lead_pending_routes_declare_permissions() -> None:
-    assert [f"{m} {r.path}" for m, r in _endpoints() if _pending(r) and not declared_permissions(r)] == []
 
 
 def _expected_roles(route: APIRoute) -> frozenset[Role]:
