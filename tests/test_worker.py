@@ -31,13 +31,13 @@ async def test_killed_worker_resumes_the_loop(dev_env, sqlite_database, task_que
         await asyncio.sleep(1.0)
         assert not started.done()
         worker = start_worker(dev_env, task_queue)
-        ack = await asyncio.wait_for(started, 60)
+        ack = await asyncio.wait_for(started, 120)
         assert ack.accepted
-        await d.wait_step(acc, "in_exam", timeout=30)
+        await d.wait_step(acc, "in_exam", timeout=60)
         await d.perform_exam(acc)
         await d.grade(acc, "A")
         await d.report(acc)
-        await d.wait_step(acc, "published", timeout=30)
+        await d.wait_step(acc, "published", timeout=60)
         with Session(get_engine()) as s:
             exams = s.exec(select(ExamRecord).where(ExamRecord.accession_number == acc)).all()
             assert len(exams) == 1 and exams[0].started_at and exams[0].completed_at

@@ -29,7 +29,7 @@ async def raise_by_signing(d: LoopDriver, finding: str = FINDING, item_code: str
     return acc, cv
 
 
-async def wait_status(client: Client, cv: str, pred: Callable[[CriticalStatus], bool], timeout: float = 15) -> CriticalStatus:
+async def wait_status(client: Client, cv: str, pred: Callable[[CriticalStatus], bool], timeout: float = 45) -> CriticalStatus:
     async def poll() -> CriticalStatus:
         while True:
             try:
@@ -62,7 +62,7 @@ def ack(read_back: str = f"I read back: {FINDING}, right side") -> CriticalAck:
     return CriticalAck(actor=actor(Role.clinician), clinician_name="孙医生", read_back=read_back)
 
 
-async def respond(d: LoopDriver, cv: str, timeout: float = 15) -> None:
+async def respond(d: LoopDriver, cv: str, timeout: float = 45) -> None:
     """The clinician records the action taken (closes the critical loop)."""
     try:
         await asyncio.wait_for(d.complete_in(cv, "critical_response", Role.clinician,
@@ -71,7 +71,7 @@ async def respond(d: LoopDriver, cv: str, timeout: float = 15) -> None:
         raise Conflict("no open critical_response task") from None
 
 
-async def result(client: Client, cv: str, timeout: float = 15) -> CriticalResult:
+async def result(client: Client, cv: str, timeout: float = 45) -> CriticalResult:
     handle = client.get_workflow_handle(cv, result_type=CriticalResult)
 
     async def poll() -> CriticalResult:

@@ -62,7 +62,7 @@ class LoopDriver:
     async def status(self, accession: str) -> LoopStatus:
         return await loop_commands.loop_status(self.client, accession)
 
-    async def wait_step(self, accession: str, step: str, timeout: float = 15) -> LoopStatus:
+    async def wait_step(self, accession: str, step: str, timeout: float = 45) -> LoopStatus:
         async def poll() -> LoopStatus:
             while True:
                 st = await self.status(accession)
@@ -75,7 +75,7 @@ class LoopDriver:
         except TimeoutError:
             raise AssertionError(f"{accession} never reached {step}: {await self.status(accession)}") from None
 
-    async def wait_task(self, workflow_id: str, task_type: str, timeout: float = 15) -> str:
+    async def wait_task(self, workflow_id: str, task_type: str, timeout: float = 45) -> str:
         handle = self.client.get_workflow_handle(workflow_id)
 
         async def poll() -> str:
@@ -122,7 +122,7 @@ class LoopDriver:
         await self.complete(acc, "report_review", Role.senior_radiologist, review)
 
 
-async def closed_result(client: Client, workflow_id: str, timeout: float = 15) -> LoopStatus:
+async def closed_result(client: Client, workflow_id: str, timeout: float = 45) -> LoopStatus:
     """Wait until the loop is closed, then read its result.
 
     The time-skipping server's long poll for a result can return an empty page
