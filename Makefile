@@ -1,7 +1,7 @@
 # The operator's entry points (shared/spec/interfaces.md): each sets up what is missing first.
 PY := .venv/bin/python
 
-.PHONY: setup run test bench bench-hl7 bench-dicom bench-scheduling demo
+.PHONY: setup run test bench bench-hl7 bench-dicom bench-scheduling bench-critical demo
 
 setup:
 	@bash scripts/setup.sh
@@ -29,3 +29,7 @@ bench-dicom: setup
 # Booking day: rule-checked booking vs first fit without rules, in the same run (issue 8).
 bench-scheduling: setup
 	$(PY) -m bench.scheduling
+
+# A simulated day of critical values on the time-skipping server (issue 5).
+bench-critical: setup
+	$(PY) -m bench.critical_day
