@@ -46,7 +46,7 @@ class Delivery(BaseModel):
     channel: str
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """Keep the scheme and host only: URLs can carry tokens."""
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.split('/')[0].split('@')[-1]}"
@@ -74,10 +74,6 @@ def resolve_urls(recipient_kind: str, recipient_id: str, department_id: str | No
             ))]
     urls = list(dict.fromkeys(urls))
     return urls or [get_settings().resolved_notify_url]
-
-
-def resolve_url(recipient_kind: str, recipient_id: str) -> str:
-    return resolve_urls(recipient_kind, recipient_id)[0]
 
 
 def _send(url: str, title: str, body: str) -> str | None:
@@ -113,13 +109,13 @@ def send_notification(n: Notice) -> Delivery:
             attempt_id = base_id if i == 0 else f"{base_id}/{i}"
             row = s.get(NotificationAttempt, attempt_id) or NotificationAttempt(
                 id=attempt_id, accession_number=n.accession_number, critical_value_id=n.critical_value_id,
-                purpose=n.purpose, recipient=f"{n.recipient_kind}:{n.recipient_id}", channel=_redact(url),
+                purpose=n.purpose, recipient=f"{n.recipient_kind}:{n.recipient_id}", channel=redact(url),
             )
             row.attempted_at, row.delivered, row.error = at, error is None, error
             s.add(row)
     delivered = [u for u, e in zip(urls, errors) if e is None]
     if not delivered:
         raise ApplicationError(
-            f"{errors[0]} to {n.recipient_kind}:{n.recipient_id} via {', '.join(map(_redact, urls))}",
+            f"{errors[0]} to {n.recipient_kind}:{n.recipient_id} via {', '.join(map(redact, urls))}",
             type="DeliveryFailed")
-    return Delivery(attempt_id=base_id, delivered=True, channel=", ".join(map(_redact, delivered)))
+    return Delivery(attempt_id=base_id, delivered=True, channel=", ".join(map(redact, delivered)))

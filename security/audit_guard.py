@@ -56,8 +56,10 @@ def install_append_only(conn: Connection, tables: tuple[str, ...] = AUDIT_TABLES
         for table in tables:
             for stmt in _sqlite_statements(table):
                 conn.execute(text(stmt))
-    else:  # pragma: no cover - only the two supported databases
-        raise NotImplementedError(f"no append-only guard for {dialect}")
+    else:
+        # Refuse to run the audit store where we cannot make it append-only (R10.5).
+        raise RuntimeError(f"the audit store supports SQLite and PostgreSQL only, not {dialect}: "
+                           "set RADLOOP_DATABASE_URL to one of them")
 
 
 def grant_app_role(conn: Connection, role: str, schema: str = "public") -> None:

@@ -25,13 +25,13 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from core.config import reset_settings_cache
+from tests.support.postgres import postgres_schema_url
 from core.db import get_engine, reset_engine_cache
 from core.migrate import upgrade_head
 from core.seed import seed_demo
 from domain.tables import AccessionCounter
 from core.temporal import SEARCH_ATTRIBUTES, data_converter, dev_server_search_attribute_args
 
-PG_URL = os.environ.get("RADLOOP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -44,24 +44,11 @@ def _binary(name: str) -> str:
 
 
 def _pg_schema() -> Iterator[str]:
-    admin = sa.create_engine(PG_URL, poolclass=sa.NullPool)
-    try:
-        admin.connect().close()
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc}")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        reset_engine_cache()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema_url("t") as url:
+        try:
+            yield url
+        finally:
+            reset_engine_cache()
 
 
 def _use_database(monkeypatch: pytest.MonkeyPatch, url: str, data_dir: Path) -> None:

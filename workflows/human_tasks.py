@@ -53,7 +53,7 @@ class TaskBook:
         )
         return task_id
 
-    def validate(self, c: TaskCompletion, extra: "callable | None" = None) -> BaseModel:
+    def validate(self, c: TaskCompletion) -> BaseModel:
         """Raise ApplicationError(type=Conflict|Forbidden|Invalid) unless `c` can complete its task."""
         if c.task_id in self.done:
             raise ApplicationError(f"task {c.task_id} is already completed", type="Conflict")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import select
 
 from api.deps import in_thread, require
+from activities.notifications import redact
 from api.errors import ErrorBody
 from core.db import session_scope
 from domain.critical_tables import DepartmentChannel, DepartmentContact
@@ -28,14 +29,9 @@ Reader = Annotated[User, Depends(require(Permission.department_contacts_read))]
 Editor = Annotated[User, Depends(require(Permission.department_contacts_manage))]
 
 
-def _redact(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.split('/')[0].split('@')[-1]}"
-
-
 def _valid_apprise(url: str) -> str:
     if not apprise.Apprise().add(url):
-        raise ValueError(f"not an apprise URL apprise can use: {_redact(url)}")
+        raise ValueError(f"not an apprise URL apprise can use: {redact(url)}")
     return url
 
 
@@ -96,8 +92,8 @@ def _setup(department_id: str) -> LadderSetup:
         return LadderSetup(
             department_id=dept.id, name=dept.name,
             contacts=[ContactPublic(id=c.id, rung=c.rung, name=c.name, user_id=c.user_id, phone=c.phone,
-                                    channels=[_redact(u) for u in c.notify_urls]) for c in contacts],
-            channels=[ChannelPublic(id=c.id, name=c.name, channel=_redact(c.apprise_url), enabled=c.enabled)
+                                    channels=[redact(u) for u in c.notify_urls]) for c in contacts],
+            channels=[ChannelPublic(id=c.id, name=c.name, channel=redact(c.apprise_url), enabled=c.enabled)
                       for c in channels],
         )
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.support.postgres import postgres_schema_url
 import sqlalchemy as sa
 from sqlmodel import Session, SQLModel
 
@@ -44,7 +46,6 @@ def auth():
     return _auth
 
 
-PG_URL = os.environ.get("RADLOOP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @contextlib.contextmanager
@@ -53,23 +54,8 @@ def _database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'radloop.db'}"
         return
-    admin = sa.create_engine(PG_URL, poolclass=sa.NullPool)
-    try:
-        admin.connect().close()
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc}")
-    schema = f"api_{uuid.uuid4().hex[:12]}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema_url("api") as url:
+        yield url
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+
+from tests.support.postgres import postgres_schema_url
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -24,7 +26,6 @@ from core.seed import seed_demo
 from domain.enums import Role
 from domain.tables import Department, Room, User
 
-PG_URL = os.environ.get("RADLOOP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture
@@ -36,23 +37,8 @@ def dev_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def _postgres_schema_url() -> Iterator[str]:
-    admin = sa.create_engine(PG_URL, poolclass=sa.NullPool)
-    try:
-        admin.connect().close()
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc}")
-    schema = f"t_migrate_{uuid.uuid4().hex[:10]}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema_url("t_migrate") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

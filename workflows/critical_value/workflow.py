@@ -260,8 +260,9 @@ class CriticalValueWorkflow:
                        title=f"{title} ({self.inp.accession_number})", body=f"Finding: {self.finding}"),
                 **NOTIFY_ACTIVITY,
             )
-        except ActivityError:
-            pass  # the reminder failing must not stop the loop; the attempt rows show it
+        except ActivityError as err:
+            # A failed reminder must not stop the loop; its attempt rows show the failure.
+            workflow.logger.warning("reminder %s for %s not delivered: %s", purpose, self.inp.critical_value_id, err)
 
     async def _change(self, state: str, summary: str, at=None, **extra) -> None:
         self.seq += 1
