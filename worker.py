@@ -23,6 +23,7 @@ from activities.events import record_event
 from activities.exam import record_exam_progress, record_image_grade
 from activities.hl7_outbound import deliver_hl7, queue_order_status, queue_report_message
 from activities.notifications import send_notification
+from activities.loop_steps import advance_loop_step
 from activities.orders import apply_order_fix, run_order_qc, set_order_step
 from activities.reports import publish_report, save_report_version, sign_report
 from activities.scheduling import (
@@ -43,7 +44,7 @@ from workflows.exam_loop.workflow import ExamLoopWorkflow
 
 WORKFLOWS = [ExamLoopWorkflow, CriticalValueWorkflow]
 ACTIVITIES = [
-    record_event, run_order_qc, apply_order_fix, set_order_step,
+    record_event, run_order_qc, apply_order_fix, set_order_step, advance_loop_step,
     book_earliest_slot, first_room_for, release_slot, write_worklist_entry, withdraw_worklist_entries,
     set_worklist_status, enqueue_patient, set_queue_state,
     open_task, close_task, cancel_open_tasks,

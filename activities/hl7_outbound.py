@@ -12,6 +12,7 @@ delivers its messages one after another, so they reach the HIS in order.
 from __future__ import annotations
 
 from pydantic import BaseModel
+from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -39,19 +40,33 @@ class Delivery(BaseModel):
 
 def _queue(message_id: str, build) -> str:
     with session_scope() as s:
-        if s.get(HL7Message, message_id) is not None:
-            return message_id
-        his = HISEndpoint()
-        built: BuiltMessage = build(s, his.application, his.facility)
-        s.add(HL7Message(
-            id=message_id, direction="outbound", control_id=built.control_id, message_type=built.message_type,
-            version=OUTBOUND_VERSION, sending_application="RADLOOP", receiving_application=his.application,
-            receiving_facility=his.facility, charset=OUTBOUND_CHARSET, raw=built.text.encode("utf-8"),
-            raw_size=len(built.text.encode("utf-8")), status="queued", patient_id=built.patient_id,
-            accession_number=built.accession_number, placer_order_number=built.placer_order_number,
-            summary={"message_type": built.message_type},
-        ))
+        return queue_in(s, message_id, build)
+
+
+def queue_in(s: Session, message_id: str, build) -> str:
+    """Write the message to the log inside the caller's transaction, once per `message_id`."""
+    if s.get(HL7Message, message_id) is not None:
+        return message_id
+    his = HISEndpoint()
+    built: BuiltMessage = build(s, his.application, his.facility)
+    s.add(HL7Message(
+        id=message_id, direction="outbound", control_id=built.control_id, message_type=built.message_type,
+        version=OUTBOUND_VERSION, sending_application="RADLOOP", receiving_application=his.application,
+        receiving_facility=his.facility, charset=OUTBOUND_CHARSET, raw=built.text.encode("utf-8"),
+        raw_size=len(built.text.encode("utf-8")), status="queued", patient_id=built.patient_id,
+        accession_number=built.accession_number, placer_order_number=built.placer_order_number,
+        summary={"message_type": built.message_type},
+    ))
     return message_id
+
+
+def order_status_message_id(accession_number: str, seq: int) -> str:
+    return f"out-status-{accession_number}-{seq}"
+
+
+def queue_order_status_in(s: Session, req: OrderStatusMessage) -> str:
+    return queue_in(s, order_status_message_id(req.accession_number, req.seq),
+                    lambda s, app, fac: build_order_status(s, req.accession_number, req.status, app, fac))
 
 
 @activity.defn
@@ -63,8 +78,8 @@ def queue_report_message(req: ReportMessage) -> str:
 
 @activity.defn
 def queue_order_status(req: OrderStatusMessage) -> str:
-    return _queue(f"out-status-{req.accession_number}-{req.seq}",
-                  lambda s, app, fac: build_order_status(s, req.accession_number, req.status, app, fac))
+    with session_scope() as s:
+        return queue_order_status_in(s, req)
 
 
 @activity.defn

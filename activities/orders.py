@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel
+from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -90,14 +91,19 @@ def apply_order_fix(fix: OrderFix) -> None:
 @activity.defn
 def set_order_step(change: StepChange) -> None:
     with session_scope() as s:
-        o = _order(s, change.accession_number)
-        o.step = change.step
-        if change.status:
-            o.status = change.status
-        o.updated_at = change.at
-        write_event(s, EventInput(
-            key=change.key, accession_number=change.accession_number, at=change.at,
-            actor=change.actor, kind=f"step:{change.step}",
-            summary=change.summary or f"loop step -> {change.step}",
-            detail={"status": change.status} if change.status else {},
-        ))
+        set_order_step_in(s, change)
+
+
+def set_order_step_in(s: Session, change: StepChange) -> None:
+    """Move the order row to `change.step` and record the event, inside the caller's transaction."""
+    o = _order(s, change.accession_number)
+    o.step = change.step
+    if change.status:
+        o.status = change.status
+    o.updated_at = change.at
+    write_event(s, EventInput(
+        key=change.key, accession_number=change.accession_number, at=change.at,
+        actor=change.actor, kind=f"step:{change.step}",
+        summary=change.summary or f"loop step -> {change.step}",
+        detail={"status": change.status} if change.status else {},
+    ))

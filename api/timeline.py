@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import in_thread
 from core.config import get_settings
 from core.db import session_scope
+from core.temporal import local_activity_type
 from domain.tables import CriticalValue, DomainEvent, ExamOrder
 from services.errors import NotFound
 
@@ -81,6 +82,9 @@ def temporal_entries(events: Iterable[HistoryEvent], workflow_id: str) -> list[T
             add(ev, f"activity {names.get(a.scheduled_event_id, '?')}", _failure(a.failure), who=a.identity or "worker")
         elif kind == "activity_task_timed_out_event_attributes":
             add(ev, f"activity {names.get(a.scheduled_event_id, '?')}", "timed out")
+        elif (local := local_activity_type(ev)) is not None:
+            outcome = _failure(a.failure) if a.HasField("failure") else "completed"
+            add(ev, f"activity {local}", outcome, who="worker (local activity)")
         elif kind == "timer_started_event_attributes":
             add(ev, f"timer {a.timer_id} started", f"fires in {a.start_to_fire_timeout.ToTimedelta()}")
         elif kind == "timer_fired_event_attributes":

@@ -2,7 +2,7 @@
 
 The shape is a script read off a RadLoop history of the same run
 (`bench.history.script_of`): `A` = one activity, `T` = the activity that opens a
-human task, `U` = wait for one update, `S` = upsert the LoopStep search attribute
+human task, `a` / `t` = the same as local activities, `U` = wait for one update, `S` = upsert the LoopStep search attribute
 (only in the attribution variant: it shows what RadLoop's visibility writes cost);
 `[...]` = what one RadLoop workflow task scheduled together, run concurrently. Every activity is a no-op; `T` only
 records, in this process, that a task is ready, which is how the baseline's
@@ -76,6 +76,12 @@ class BareLoop:
         elif op == "T":
             self.opened += 1
             await workflow.execute_activity(bench_open_task, self.opened, start_to_close_timeout=timedelta(seconds=30))
+        elif op == "a":
+            await workflow.execute_local_activity(bench_noop, i, start_to_close_timeout=timedelta(seconds=30))
+        elif op == "t":
+            self.opened += 1
+            await workflow.execute_local_activity(bench_open_task, self.opened,
+                                                  start_to_close_timeout=timedelta(seconds=30))
         elif op == "U":
             self.waited += 1
             target = self.waited

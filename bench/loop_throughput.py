@@ -132,7 +132,7 @@ def _row(label: str, group: list[Phase]) -> list[object]:
     mean = {k: sum(p.counts[k] * p.loops for p in group) / loops for k in group[0].counts}
     server = None if any(p.server_cpu is None for p in group) else sum(p.server_cpu or 0 for p in group)
     return [label, loops, f"{seconds:.1f}", f"{loops / seconds:.2f}", f"{mean['events']:.0f}",
-            f"{mean['activities']:.0f}", f"{mean['updates'] + mean['signals']:.0f}", f"{mean['workflow_tasks']:.0f}",
+            f"{mean['activities']:.0f}", f"{mean['local_activities']:.0f}", f"{mean['updates'] + mean['signals']:.0f}", f"{mean['workflow_tasks']:.0f}",
             fmt_cpu(server, loops), fmt_cpu(sum(p.own_cpu for p in group), loops)]
 
 
@@ -150,7 +150,7 @@ def report(phases: list[Phase], script: str) -> None:
     kinds = list(dict.fromkeys(p.kind for p in phases))
     rows = [_row(p.label, [p]) for p in phases]
     rows += [_row(f"{k} (all rounds)", [p for p in phases if p.kind == k]) for k in kinds]
-    print(table(rows, ["phase", "loops", "seconds", "loops/s", "events/loop", "activities/loop", "updates/loop",
+    print(table(rows, ["phase", "loops", "seconds", "loops/s", "events/loop", "activities/loop", "local/loop", "updates/loop",
                        "WFTs/loop", "server CPU ms/loop", "bench CPU ms/loop"]))
     (rad, rad_cpu), (bare, bare_cpu) = _totals(phases, "radloop"), _totals(phases, "bare")
     ratio = rad / bare
@@ -165,6 +165,11 @@ def report(phases: list[Phase], script: str) -> None:
         cpu = f", CPU per loop {up_cpu * 1000:.0f} ms" if up_cpu else ""
         print(f"bare + RadLoop's search-attribute upserts: {up:.2f} loops/s ({up / bare:.2f}x bare){cpu}: "
               f"what the visibility writes alone cost")
+    if "bare, queued activities" in kinds:
+        q, q_cpu = _totals(phases, "bare, queued activities")
+        cpu = f", CPU per loop {q_cpu * 1000:.0f} ms" if q_cpu else ""
+        print(f"bare with every activity on the task queue (no local activities): {q:.2f} loops/s "
+              f"({rad / q:.2f}x for RadLoop){cpu}: what local database writes buy")
     print(f"script read from RadLoop ({len(script)} steps, S = upsert, left out of the plain baseline): {script}")
     print("server CPU = the dev server process; bench CPU = this process (workers, staff, order intake).")
     print(machine_note())
@@ -207,6 +212,7 @@ async def _run_in(center: Center, args: argparse.Namespace) -> int:
     kinds = [radloop, Kind("bare", start_bare("bare"), bare_staff, bare_client)]
     if args.attribution:
         kinds.append(Kind("bare+upserts", start_bare("full"), bare_staff, bare_client))
+        kinds.append(Kind("bare, queued activities", start_bare("queued"), bare_staff, bare_client))
     batch = math.ceil(args.loops / args.rounds)
     print(f"loop_throughput: {batch * args.rounds} loops of each kind in {args.rounds} alternating round(s) of "
           f"{batch} started at once, "
@@ -217,8 +223,11 @@ async def _run_in(center: Center, args: argparse.Namespace) -> int:
         warm = await measure(radloop, "warm-up", args.warmup, meter, args.timeout)
         scripts["full"] = history.script_of(await history.fetch(center.client, warm.workflow_ids[0]))
         scripts["bare"] = scripts["full"].replace("S", "").replace("[]", "")
+        scripts["queued"] = scripts["bare"].replace("a", "A").replace("t", "T")
         print(f"warm-up: {args.warmup} RadLoop loops closed in {warm.seconds:.1f}s; shape read from a RadLoop "
-              f"history: {history.activity_count(scripts['bare'])} activities ({scripts['bare'].count('T')} open a "
+              f"history: {history.activity_count(scripts['bare'])} activities "
+              f"({sum(map(scripts['bare'].count, 'at'))} of them local, "
+              f"{sum(map(scripts['bare'].count, 'Tt'))} open a "
               f"task, {scripts['bare'].count('[')} concurrent batches), {scripts['bare'].count('U')} updates",
               flush=True)
         for kind in kinds[1:]:

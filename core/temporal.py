@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
@@ -40,3 +43,22 @@ def dev_server_search_attribute_args() -> list[str]:
     for name, kind in SEARCH_ATTRIBUTES.items():
         args += ["--search-attribute", f"{name}={kind}"]
     return args
+
+
+LOCAL_ACTIVITY_MARKER = "core_local_activity"  # the marker a local activity leaves in a history
+
+
+def local_activity_type(ev: HistoryEvent) -> str | None:
+    """The activity type recorded by a local activity's marker event, else None.
+
+    Local activities (workflows/db_writes.py) leave no ActivityTask* events, only this
+    marker; timelines and benchmarks read it so they see every activity the loop ran.
+    """
+    if ev.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
+        return None
+    m = ev.marker_recorded_event_attributes
+    if m.marker_name != LOCAL_ACTIVITY_MARKER:
+        return None
+    payloads = m.details["data"].payloads if "data" in m.details else []
+    data = json.loads(payloads[0].data) if payloads else {}
+    return str(data.get("activity_type", "?"))

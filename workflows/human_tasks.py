@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.enums import TaskType
     from domain.loop import Actor, OpenTaskView, TaskCompletion
     from domain.task_forms import task_spec
-    from workflows.options import DB_ACTIVITY
+    from workflows.db_writes import run_db
 
 
 class TaskBook:
@@ -41,15 +41,14 @@ class TaskBook:
         task_id = f"{self.workflow_id}/{task_type.value}/{self.counter}"
         now = workflow.now()
         self.open[task_id] = task_type
-        await workflow.execute_activity(
+        await run_db(
             open_task,
             OpenTask(
                 task_id=task_id, workflow_id=self.workflow_id, accession_number=self.accession_number,
                 task_type=task_type.value, role=spec.roles[0].value, roles=[r.value for r in spec.roles],
                 title=spec.title, form_schema=spec.schema_name, priority_rank=self.priority_rank,
                 due_at=now + (due or spec.due), created_at=now, context=context or {},
-            ),
-            **DB_ACTIVITY,
+            )
         )
         return task_id
 
@@ -91,11 +90,10 @@ class TaskBook:
     async def close(self, task_id: str, state: str = "done") -> None:
         c = self.done.get(task_id)
         self.open.pop(task_id, None)
-        await workflow.execute_activity(
+        await run_db(
             close_task,
             CloseTask(task_id=task_id, state=state, at=workflow.now(),
-                      actor_id=c.actor.user_id if c else None, result=c.data if c else None),
-            **DB_ACTIVITY,
+                      actor_id=c.actor.user_id if c else None, result=c.data if c else None)
         )
 
     def views(self) -> list[OpenTaskView]:

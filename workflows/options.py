@@ -14,6 +14,13 @@ DB_ACTIVITY = dict(
     ),
 )
 
+# The same writes as local activities (workflows/db_writes.py): retried by the worker, each
+# attempt bounded; after a minute of failures the SDK backs off with durable timers.
+DB_LOCAL_ACTIVITY = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=DB_ACTIVITY["retry_policy"],
+)
+
 # Notifications: a few quick tries, then the workflow decides (e.g. phone-call fallback).
 NOTIFY_ACTIVITY = dict(
     start_to_close_timeout=timedelta(seconds=20),

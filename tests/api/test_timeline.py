@@ -84,3 +84,21 @@ def test_naive_times_are_taken_as_utc_and_ties_keep_stream_order():
     merged = merge(domain_entries([naive], "w"), temporal_entries(HISTORY[2:3], "w"))
     assert merged[0].at == merged[1].at == T0 + timedelta(minutes=1)
     assert [e.source for e in merged] == ["domain", "temporal"]
+
+
+def test_local_activities_of_a_recorded_loop_show_as_activities():
+    """Loops after `local-db-writes` run database work as local activities: markers, not ActivityTask events."""
+    import json
+    from pathlib import Path
+
+    from temporalio.client import WorkflowHistory
+
+    path = Path(__file__).parents[1] / "workflows" / "histories" / "exam_loop-full-v4.json"
+    recorded = json.loads(path.read_text())
+    history = WorkflowHistory.from_json(recorded["workflow_id"], recorded["history"])
+    got = [(e.who, e.what, e.outcome) for e in temporal_entries(history.events, recorded["workflow_id"])]
+    local = [g for g in got if g[0] == "worker (local activity)"]
+    assert ("worker (local activity)", "activity run_order_qc", "completed") in local
+    assert ("worker (local activity)", "activity advance_loop_step", "completed") in local
+    assert sum(1 for g in local if g[1] == "activity open_task") >= 5  # check-in ... review: one per human task
+    assert not any(what.startswith("activity ?") for _who, what, _o in got)

@@ -45,7 +45,8 @@ with workflow.unsafe.imports_passed_through():
         TaskOutcome,
     )
     from workflows.human_tasks import TaskBook
-    from workflows.options import DB_ACTIVITY, NOTIFY_ACTIVITY
+    from workflows.db_writes import run_db
+    from workflows.options import NOTIFY_ACTIVITY
 
 # Rung -> (recipient kind, whose id) for the notification activity.
 RUNG_RECIPIENT = {
@@ -81,14 +82,13 @@ class CriticalValueWorkflow:
     # ---- run ---------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: CriticalValueInput) -> CriticalResult:
-        await workflow.execute_activity(
+        await run_db(
             record_critical_raised,
             CriticalRaised(critical_value_id=inp.critical_value_id, accession_number=inp.accession_number,
                            finding=inp.finding, raised_by=inp.raised_by.user_id, at=workflow.now(),
                            item_code=inp.item_code, dictionary_version=inp.dictionary_version,
                            raised_by_role=inp.raised_by.role.value, ordering_department=inp.ordering_department,
-                           deadline_seconds=inp.deadline_seconds, needs_verification=inp.needs_verification),
-            **DB_ACTIVITY,
+                           deadline_seconds=inp.deadline_seconds, needs_verification=inp.needs_verification)
         )
         if inp.needs_verification and not await self._verify():
             self.stage = "closed"
@@ -266,12 +266,11 @@ class CriticalValueWorkflow:
 
     async def _change(self, state: str, summary: str, at=None, **extra) -> None:
         self.seq += 1
-        await workflow.execute_activity(
+        await run_db(
             record_critical_change,
             CriticalChange(key=f"{self.inp.critical_value_id}/c{self.seq}", critical_value_id=self.inp.critical_value_id,
                            accession_number=self.inp.accession_number, at=at or workflow.now(), state=state,
-                           level=self.level, summary=summary, **extra),
-            **DB_ACTIVITY,
+                           level=self.level, summary=summary, **extra)
         )
 
     # ---- acknowledgment ------------------------------------------------------------

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         queue_order_status,
         queue_report_message,
     )
+    from activities.loop_steps import StepAdvance, advance_loop_step
     from activities.notifications import Notice, send_notification
     from activities.orders import OrderFix, OrderRef, StepChange, apply_order_fix, run_order_qc, set_order_step
     from activities.reports import (
@@ -83,7 +84,8 @@ with workflow.unsafe.imports_passed_through():
     from domain.task_forms import PerformExamForm
     from workflows.critical_value.workflow import CriticalValueWorkflow
     from workflows.human_tasks import TaskBook
-    from workflows.options import DB_ACTIVITY, HL7_DELIVERY_ACTIVITY, NOTIFY_ACTIVITY
+    from workflows.db_writes import LOCAL_DB_WRITES, run_db
+    from workflows.options import HL7_DELIVERY_ACTIVITY, NOTIFY_ACTIVITY
 
 BEFORE_EXAM = {LoopStep.order_qc, LoopStep.order_fix, LoopStep.scheduling, LoopStep.scheduled, LoopStep.arrived}
 SYSTEM = "system"
@@ -164,7 +166,7 @@ class ExamLoopWorkflow:
     # ---- 1. order QC (R8.1) ------------------------------------------------------------
     async def _order_qc(self) -> bool:
         while True:
-            result = await workflow.execute_activity(run_order_qc, OrderRef(accession_number=self.inp.accession_number), **DB_ACTIVITY)
+            result = await run_db(run_order_qc, OrderRef(accession_number=self.inp.accession_number))
             if result.passed:
                 await self._advance(LoopStep.scheduling, status="accepted", summary="order QC passed")
                 return True
@@ -183,11 +185,10 @@ class ExamLoopWorkflow:
                 self.cancel_req = CancelRequest(actor=self.tasks.actor(task), reason=form.comment or "withdrawn by the ordering side")
                 return False
             fields = {k: v for k, v in form.model_dump(exclude={"action", "comment"}).items() if v is not None}
-            await workflow.execute_activity(
+            await run_db(
                 apply_order_fix,
                 OrderFix(key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(),
-                         actor=self.tasks.actor(task).user_id, fields=fields),
-                **DB_ACTIVITY,
+                         actor=self.tasks.actor(task).user_id, fields=fields)
             )
 
     # ---- 2-3. appointment and check-in (R5.3, R6.1.5, R6.3) ------------------------------
@@ -195,15 +196,14 @@ class ExamLoopWorkflow:
         req = BookingRequest(key=self._key(), accession_number=self.inp.accession_number,
                              modality=self.inp.modality, not_before=not_before)
         if self.inp.priority == Priority.stat:
-            self.booking = await workflow.execute_activity(first_room_for, req, **DB_ACTIVITY)
+            self.booking = await run_db(first_room_for, req)
         else:
-            self.booking = await workflow.execute_activity(book_earliest_slot, req, **DB_ACTIVITY)
+            self.booking = await run_db(book_earliest_slot, req)
             self._push_compensation("release_slot")
-        await workflow.execute_activity(
+        await run_db(
             write_worklist_entry,
             WorklistRequest(key=self._key(), accession_number=self.inp.accession_number, attempt=self.exam_attempt,
-                            room_id=self.booking.room_id, scheduled_start=self.booking.start_at, at=workflow.now()),
-            **DB_ACTIVITY,
+                            room_id=self.booking.room_id, scheduled_start=self.booking.start_at, at=workflow.now())
         )
         self._push_compensation("withdraw_worklist")
         when = "now (stat)" if self.inp.priority == Priority.stat else self.booking.start_at.isoformat()
@@ -235,11 +235,10 @@ class ExamLoopWorkflow:
                 continue
             self.reschedule_req = None
             await self.tasks.close(task)
-            await workflow.execute_activity(
+            await run_db(
                 enqueue_patient,
                 EnqueueRequest(key=self._key(), accession_number=self.inp.accession_number, room_id=self.booking.room_id,
-                               priority=self.inp.priority, at=workflow.now(), actor=self.tasks.actor(task).user_id),
-                **DB_ACTIVITY,
+                               priority=self.inp.priority, at=workflow.now(), actor=self.tasks.actor(task).user_id)
             )
             self._push_compensation("leave_queue")
             await self._advance(LoopStep.arrived, status="arrived", summary="patient checked in",
@@ -270,7 +269,7 @@ class ExamLoopWorkflow:
                 await self.tasks.close(task, state="done")
             self.exam_done_by_event = False
             await self._set_worklist("completed")
-            await workflow.execute_activity(set_queue_state, AccessionAt(key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(), reason="done"), **DB_ACTIVITY)
+            await run_db(set_queue_state, AccessionAt(key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(), reason="done"))
             self.compensations = [c for c in self.compensations if c != "leave_queue"]
 
             await self._advance(LoopStep.image_qc, status="exam_completed", summary=f"exam completed (attempt {self.exam_attempt})")
@@ -279,11 +278,10 @@ class ExamLoopWorkflow:
             await self.tasks.close(qc)
             grade = self.tasks.form(qc)
             self.last_grade = grade.grade
-            await workflow.execute_activity(
+            await run_db(
                 record_image_grade,
                 GradeRecord(key=self._key(), accession_number=self.inp.accession_number, attempt=self.exam_attempt,
-                            grade=grade.grade.value, reason=grade.reason, actor=done.actor.user_id, at=workflow.now()),
-                **DB_ACTIVITY,
+                            grade=grade.grade.value, reason=grade.reason, actor=done.actor.user_id, at=workflow.now())
             )
             if grade.grade != ImageGrade.D:
                 return
@@ -291,40 +289,36 @@ class ExamLoopWorkflow:
             reason = grade.reason
             self.exam_attempt += 1
             assert self.booking is not None
-            await workflow.execute_activity(
+            await run_db(
                 write_worklist_entry,
                 WorklistRequest(key=self._key(), accession_number=self.inp.accession_number, attempt=self.exam_attempt,
-                                room_id=self.booking.room_id, scheduled_start=workflow.now(), at=workflow.now()),
-                **DB_ACTIVITY,
+                                room_id=self.booking.room_id, scheduled_start=workflow.now(), at=workflow.now())
             )
             await self._advance(LoopStep.arrived, status="re_exam", summary=f"re-exam required: {reason}")
 
     async def _record_exam(self, ev: ExamEvent) -> None:
-        await workflow.execute_activity(
+        await run_db(
             record_exam_progress,
             ExamProgress(key=self._key(), accession_number=self.inp.accession_number, attempt=self.exam_attempt,
                          kind=ev.kind, at=workflow.now(), actor=ev.actor.user_id, source=ev.source, method=ev.method,
                          contrast_used=ev.contrast_used, contrast_agent=ev.contrast_agent,
-                         contrast_volume_ml=ev.contrast_volume_ml, reason=ev.reason),
-            **DB_ACTIVITY,
+                         contrast_volume_ml=ev.contrast_volume_ml, reason=ev.reason)
         )
 
     async def _set_worklist(self, status: str) -> None:
-        await workflow.execute_activity(
+        await run_db(
             set_worklist_status,
-            AccessionAt(key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(), reason=status),
-            **DB_ACTIVITY,
+            AccessionAt(key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(), reason=status)
         )
 
     # ---- 6. report tiers (R7.1.1, R7.1.2, R4.2.6) ------------------------------------------
     async def _save(self, tier: str, form: Any, actor: Actor, **extra: Any) -> int:
         self.report_version += 1
-        await workflow.execute_activity(
+        await run_db(
             save_report_version,
             ReportDraft(accession_number=self.inp.accession_number, version=self.report_version, tier=tier,
                         findings=form.findings, impression=form.impression, recommendation=form.recommendation,
-                        author_id=actor.user_id, author_role=actor.role.value, at=workflow.now(), **extra),
-            **DB_ACTIVITY,
+                        author_id=actor.user_id, author_role=actor.role.value, at=workflow.now(), **extra)
         )
         return self.report_version
 
@@ -360,9 +354,8 @@ class ExamLoopWorkflow:
             context: dict[str, Any] = {"version": self.report_version, "correction": correction is not None}
             if workflow.patched("critical-suggestions"):
                 # Text rules suggest critical items to the reviewer; a human confirms (R8.7.2).
-                suggestions = await workflow.execute_activity(
-                    suggest_critical_items, SuggestRequest(text=self.report_text, modality=self.inp.modality),
-                    **DB_ACTIVITY)
+                suggestions = await run_db(
+                    suggest_critical_items, SuggestRequest(text=self.report_text, modality=self.inp.modality))
                 context["critical_suggestions"] = [x.model_dump() for x in suggestions]
             review = await self.tasks.open_task(TaskType.report_review, context=context)
             await self._advance(LoopStep.review, summary="awaiting review and signature")
@@ -375,11 +368,10 @@ class ExamLoopWorkflow:
             if form.action == "return":
                 comment = form.comment
                 continue
-            await workflow.execute_activity(
+            await run_db(
                 sign_report,
                 SignRequest(accession_number=self.inp.accession_number, version=version, signer_id=done.actor.user_id,
-                            at=workflow.now(), recall_reason=correction.reason if correction else None),
-                **DB_ACTIVITY,
+                            at=workflow.now(), recall_reason=correction.reason if correction else None)
             )
             self.valid_version = version
             return _Signed(version, form.critical, form.critical_finding, done.actor,
@@ -393,18 +385,16 @@ class ExamLoopWorkflow:
                 and signed.finding not in self.raised_findings):
             await self._raise_critical(signed)
         self.last_critical = signed.finding if signed.critical else None
-        await workflow.execute_activity(
+        await run_db(
             publish_report,
             PublishRequest(accession_number=self.inp.accession_number, version=signed.version,
-                           kind="corrected" if corrected else "final", at=workflow.now()),
-            **DB_ACTIVITY,
+                           kind="corrected" if corrected else "final", at=workflow.now())
         )
         if self.hl7_enabled:
-            self.hl7_outbox.append(await workflow.execute_activity(
+            self.hl7_outbox.append(await run_db(
                 queue_report_message,
                 ReportMessage(accession_number=self.inp.accession_number, version=signed.version,
-                              kind="corrected" if corrected else "final"),
-                **DB_ACTIVITY))
+                              kind="corrected" if corrected else "final")))
         await self._advance(LoopStep.published, status="corrected" if corrected else "reported",
                             summary=f"report v{signed.version} published")
         if corrected:
@@ -425,18 +415,17 @@ class ExamLoopWorkflow:
                     raised_by=raised_by, ordering_clinician_id=self.inp.ordering_clinician_id,
                     ordering_department=self.inp.ordering_department)
         if workflow.patched("critical-dictionary"):
-            plan = await workflow.execute_activity(
+            plan = await run_db(
                 critical_plan, PlanRequest(accession_number=self.inp.accession_number, finding=finding,
-                                           item_code=item_code, modality=self.inp.modality), **DB_ACTIVITY)
+                                           item_code=item_code, modality=self.inp.modality))
             child_input = CriticalValueInput(
                 **base, ladder=plan.ladder, item_code=plan.item_code, item_name=plan.item_name,
                 dictionary_version=plan.dictionary_version, deadline_seconds=plan.deadline_seconds,
                 response_seconds=plan.response_seconds,
                 needs_verification=raised_by.role != Role.senior_radiologist)
         else:
-            ladder = await workflow.execute_activity(
-                critical_ladder, LadderRequest(accession_number=self.inp.accession_number, finding=finding),
-                **DB_ACTIVITY)
+            ladder = await run_db(
+                critical_ladder, LadderRequest(accession_number=self.inp.accession_number, finding=finding))
             child_input = CriticalValueInput(**base, ladder=ladder)
         handle = await workflow.start_child_workflow(CriticalValueWorkflow.run, child_input, id=cv_id)
         self.children.append(handle)
@@ -495,7 +484,7 @@ class ExamLoopWorkflow:
             self.exam_state = "started"
             await self._record_exam(ev)
             await self._set_worklist("in_progress")
-            await workflow.execute_activity(set_queue_state, AccessionAt(key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(), reason="called"), **DB_ACTIVITY)
+            await run_db(set_queue_state, AccessionAt(key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(), reason="called"))
             await self._advance(LoopStep.in_exam, status="in_progress", summary="exam started", actor=ev.actor.user_id)
         elif ev.kind == "completed":
             self.exam_state = "completed"
@@ -620,27 +609,33 @@ class ExamLoopWorkflow:
 
     async def _advance(self, step: LoopStep, status: str | None = None, summary: str = "", actor: str = SYSTEM) -> None:
         # The row first, then the state: whoever sees the new step can read its row.
-        await workflow.execute_activity(
-            set_order_step,
-            StepChange(key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(),
-                       step=step.value, status=status, actor=actor, summary=summary),
-            **DB_ACTIVITY,
-        )
+        change = StepChange(key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(),
+                            step=step.value, status=status, actor=actor, summary=summary)
+        if workflow.patched(LOCAL_DB_WRITES):
+            hl7_seq = None
+            if status and self.hl7_enabled:
+                self.hl7_seq += 1
+                hl7_seq = self.hl7_seq
+            message_id = await run_db(advance_loop_step, StepAdvance(change=change, hl7_status_seq=hl7_seq))
+            self.step = step
+            workflow.upsert_search_attributes([SA_STEP.value_set(step.value)])
+            if message_id:
+                self.hl7_outbox.append(message_id)
+            return
+        await run_db(set_order_step, change)
         self.step = step
         workflow.upsert_search_attributes([SA_STEP.value_set(step.value)])
         if status and self.hl7_enabled:
             self.hl7_seq += 1
-            self.hl7_outbox.append(await workflow.execute_activity(
+            self.hl7_outbox.append(await run_db(
                 queue_order_status,
-                OrderStatusMessage(accession_number=self.inp.accession_number, status=status, seq=self.hl7_seq),
-                **DB_ACTIVITY))
+                OrderStatusMessage(accession_number=self.inp.accession_number, status=status, seq=self.hl7_seq)))
 
     async def _event(self, kind: str, summary: str, actor: str) -> None:
-        await workflow.execute_activity(
+        await run_db(
             record_event,
             EventInput(key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(),
-                       actor=actor, kind=kind, summary=summary),
-            **DB_ACTIVITY,
+                       actor=actor, kind=kind, summary=summary)
         )
 
     async def _tell(self, kind: str, rid: str, title: str, body: str) -> bool:
@@ -685,19 +680,19 @@ class ExamLoopWorkflow:
             ref = AccessionAt(key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(),
                               actor=actor, reason=reason)
             if name == "release_slot":
-                await workflow.execute_activity(release_slot, ref, **DB_ACTIVITY)
+                await run_db(release_slot, ref)
             elif name == "withdraw_worklist":
-                await workflow.execute_activity(withdraw_worklist_entries, ref, **DB_ACTIVITY)
+                await run_db(withdraw_worklist_entries, ref)
             elif name == "leave_queue":
                 ref.reason = "left"
-                await workflow.execute_activity(set_queue_state, ref, **DB_ACTIVITY)
+                await run_db(set_queue_state, ref)
         self.compensations = []
 
     async def _cancel_saga(self) -> None:
         req = self.cancel_req
         reason = req.reason if req else "cancelled"
         actor = req.actor.user_id if req else SYSTEM
-        await workflow.execute_activity(cancel_open_tasks, CancelTasks(workflow_id=self.wid, at=workflow.now()), **DB_ACTIVITY)
+        await run_db(cancel_open_tasks, CancelTasks(workflow_id=self.wid, at=workflow.now()))
         self.tasks.open.clear()
         await self._run_compensations(f"cancelled: {reason}", actor)
         await self._tell_orderer("Order cancelled", f"The exam order was cancelled: {reason}")
