@@ -12,6 +12,8 @@ import logging
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.booking import book_exam_slot, release_exam_slot
+from activities.check_in import check_in_requirements, record_check_in
 from activities.critical import (
     critical_ladder,
     critical_plan,
@@ -21,10 +23,18 @@ from activities.critical import (
 )
 from activities.events import record_event
 from activities.exam import record_exam_progress, record_image_grade
+from activities.exports import (
+    build_export,
+    expire_export,
+    mark_export_ready,
+    record_export_decision,
+    record_export_requested,
+)
 from activities.hl7_outbound import deliver_hl7, queue_order_status, queue_report_message
 from activities.notifications import send_notification
 from activities.loop_steps import advance_loop_step
 from activities.orders import apply_order_fix, run_order_qc, set_order_step
+from activities.order_changes import apply_order_change
 from activities.reports import publish_report, save_report_version, sign_report
 from activities.scheduling import (
     book_earliest_slot,
@@ -39,13 +49,16 @@ from activities.scheduling import (
 from activities.tasks import cancel_open_tasks, close_task, open_task
 from core.config import get_settings
 from core.temporal import connect
+from security.startup import refuse_insecure_start
 from workflows.critical_value.workflow import CriticalValueWorkflow
 from workflows.exam_loop.workflow import ExamLoopWorkflow
+from workflows.export_approval.workflow import ExportApprovalWorkflow
 
-WORKFLOWS = [ExamLoopWorkflow, CriticalValueWorkflow]
+WORKFLOWS = [ExamLoopWorkflow, CriticalValueWorkflow, ExportApprovalWorkflow]
 ACTIVITIES = [
-    record_event, run_order_qc, apply_order_fix, set_order_step, advance_loop_step,
+    record_event, run_order_qc, apply_order_fix, apply_order_change, set_order_step, advance_loop_step,
     book_earliest_slot, first_room_for, release_slot, write_worklist_entry, withdraw_worklist_entries,
+    book_exam_slot, release_exam_slot, check_in_requirements, record_check_in,
     set_worklist_status, enqueue_patient, set_queue_state,
     open_task, close_task, cancel_open_tasks,
     record_exam_progress, record_image_grade,
@@ -53,6 +66,7 @@ ACTIVITIES = [
     send_notification, record_critical_raised, record_critical_change, critical_ladder,
     critical_plan, suggest_critical_items,
     queue_report_message, queue_order_status, deliver_hl7,
+    record_export_requested, record_export_decision, build_export, mark_export_ready, expire_export,
 ]
 
 
@@ -72,6 +86,7 @@ def build_worker(
 
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    await asyncio.to_thread(refuse_insecure_start, "worker")  # production: no demo users, no dev keys
     client = await connect()
     worker = build_worker(client)
     logging.info("worker polling task queue %s", get_settings().temporal_task_queue)

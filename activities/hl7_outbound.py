@@ -16,6 +16,7 @@ from sqlmodel import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from core.config import get_settings
 from core.db import session_scope
 from domain.hl7_tables import HL7Message
 from integrations.hl7.delivery import DeliveryFailed, HISEndpoint, deliver
@@ -47,7 +48,7 @@ def queue_in(s: Session, message_id: str, build) -> str:
     """Write the message to the log inside the caller's transaction, once per `message_id`."""
     if s.get(HL7Message, message_id) is not None:
         return message_id
-    his = HISEndpoint()
+    his = HISEndpoint.from_settings()
     built: BuiltMessage = build(s, his.application, his.facility)
     s.add(HL7Message(
         id=message_id, direction="outbound", control_id=built.control_id, message_type=built.message_type,
@@ -66,7 +67,8 @@ def order_status_message_id(accession_number: str, seq: int) -> str:
 
 def queue_order_status_in(s: Session, req: OrderStatusMessage) -> str:
     return queue_in(s, order_status_message_id(req.accession_number, req.seq),
-                    lambda s, app, fac: build_order_status(s, req.accession_number, req.status, app, fac))
+                    lambda s, app, fac: build_order_status(s, req.accession_number, req.status, app, fac,
+                                                           get_settings().his_order_status_message))
 
 
 @activity.defn

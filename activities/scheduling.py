@@ -19,6 +19,7 @@ from core.db import get_engine, session_scope
 from domain.enums import Priority
 from domain.scheduling import as_utc, candidate_starts, study_instance_uid
 from domain.tables import Appointment, ExamOrder, QueueEntry, Room, WorklistEntry
+from services import queueing
 
 
 class BookingRequest(BaseModel):
@@ -174,7 +175,8 @@ def set_worklist_status(req: AccessionAt) -> None:
 
 @activity.defn
 def enqueue_patient(req: EnqueueRequest) -> None:
-    """Check-in puts the patient on the room's queue (R6.3 'arrived')."""
+    """Check-in puts the patient on the room's queue (R6.3 'arrived'): the loop's own row and a
+    ticket the call desk and displays work with (`services.queueing`)."""
     with session_scope() as s:
         row = s.exec(select(QueueEntry).where(QueueEntry.accession_number == req.accession_number)).first()
         if row is None:
@@ -184,15 +186,18 @@ def enqueue_patient(req: EnqueueRequest) -> None:
         s.add(row)
         write_event(s, EventInput(key=req.key, accession_number=req.accession_number, at=req.at, actor=req.actor,
                                   kind="queued", summary=f"joined the queue of room {req.room_id}"))
+    queueing.check_in(req.accession_number, req.room_id, req.actor, as_utc(req.at))
 
 
 @activity.defn
 def set_queue_state(req: AccessionAt) -> None:
-    """`reason` carries the new queue state (called / done / left)."""
+    """`reason` carries the new queue state (called / done / left), for the row and the ticket."""
     with session_scope() as s:
         row = s.exec(select(QueueEntry).where(QueueEntry.accession_number == req.accession_number)).first()
+        room_id = row.room_id if row is not None else None
         if row is not None:
             row.state = req.reason
+    queueing.loop_state(req.accession_number, req.reason, req.actor, room_id)
 
 
 @activity.defn

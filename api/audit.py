@@ -54,7 +54,8 @@ def event_for(scope: Scope, route: APIRoute, kind: AuditKind, status_code: int) 
         object_type=object_type, object_id=str(object_id) if object_id is not None else None,
         outcome="success" if status_code < 400 else "failure",
         detail={"method": scope["method"], "route": route.path_format, "status": status_code, "query": query,
-                **({"access": state["access_basis"]} if state.get("access_basis") not in (None, "role") else {})},
+                **({"access": state["access_basis"]} if state.get("access_basis") not in (None, "role") else {}),
+                **(state.get("audit_detail") or {})},
     )
 
 

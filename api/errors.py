@@ -42,6 +42,12 @@ class ValidationErrorBody(BaseModel):
     detail: list[FieldError]
 
 
+class InvalidBody(BaseModel):
+    """A 422 of a route that validates its body and also refuses with a reason: one or the other."""
+
+    detail: str | list[FieldError]
+
+
 # Request locations FastAPI prefixes to a field path; the body itself is implied.
 _LOCATIONS = {"body", "query", "path", "header", "cookie"}
 

@@ -17,20 +17,27 @@ from api.audit import AuditMiddleware
 from api.deps import TemporalConnector
 from api.errors import TemporalUnavailable, install_error_handlers
 from api.routes import (
+    consents,
+    exports,
     appointments,
     queues,
     audit,
+    report_views,
+    signatures,
     auth,
     break_glass,
     codec,
     critical_dictionary,
     critical_values,
     departments,
+    empi,
+    hl7,
     dicomweb,
     dev_notifications,
     health,
     loops,
     orders,
+    reconciliation,
     tasks,
     ui_schemas,
     users,
@@ -38,6 +45,7 @@ from api.routes import (
 from core.config import get_settings
 from security.audit import AuditTrail
 from security.clock import Clock, SystemClock
+from web import router as web
 
 
 async def _warm_up(connector: TemporalConnector) -> None:
@@ -89,7 +97,15 @@ def create_app(temporal_client: Client | None = None, clock: Clock | None = None
         app.include_router(module.router)
     app.include_router(appointments.router)
     app.include_router(queues.router)
+    app.include_router(exports.router)  # bulk export approval (R10.3.4)
+    app.include_router(consents.router)  # consent records (R10.3.2)
+    app.include_router(signatures.router)  # report signature verification (security.signatures)
+    app.include_router(report_views.router)  # watermarked report pages and PDFs (security.watermark)
     app.include_router(dicomweb.router)  # DICOMweb over the DICOM store (integrations/dicom)
+    app.include_router(reconciliation.router)  # unmatched images and MPPS (integrations/dicom)
+    app.include_router(empi.router)  # the EMPI review queue (services.empi_reviews)
+    app.include_router(hl7.router)  # HL7 message log and outbound backlog (integrations/hl7)
+    web.mount(app)  # server-rendered pages under /web (web/)
     if not settings.is_production:
         app.include_router(dev_notifications.router)
     app.add_middleware(AuditMiddleware)

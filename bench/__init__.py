@@ -18,4 +18,5 @@ BENCHMARKS: dict[str, str] = {
     "critical_latency": "bench.critical_latency",
     "critical_day": "bench.critical_day",
     "scheduling": "bench.scheduling",
+    "web_pages": "bench.web_pages",
 }

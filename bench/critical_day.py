@@ -94,8 +94,8 @@ async def run(args: argparse.Namespace) -> int:
     from domain.loop import CriticalAck, CriticalValueInput, TaskCompletion
     from domain.tables import CriticalValue, NotificationAttempt
     from services import loop_commands
-    from tests.support.loop_driver import actor
-    from tests.support.notify_sink import NotifySink
+    from bench.inbox import actor
+    from bench.sink import NotifySink
     from worker import build_worker
     from workflows.critical_value.workflow import CriticalValueWorkflow
 

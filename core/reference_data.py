@@ -1,6 +1,7 @@
-"""Reference data every center starts from, in production too: the critical-value dictionary.
+"""Reference data every center starts from, in production too: the critical-value dictionary
+and the procedure catalogue.
 
-Only written when absent: once a center edits its dictionary, its versions are its own.
+Only written when absent: once a center edits its dictionary or catalogue, its rows are its own.
 """
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from sqlmodel import Session, select
 
 from domain.critical_dictionary import SEED_ITEMS
 from domain.critical_tables import CriticalDictionaryVersion
+from services.procedure_catalogue import seed_catalogue
 
 
 def seed_reference_data(session: Session) -> None:
@@ -17,3 +19,4 @@ def seed_reference_data(session: Session) -> None:
             items=[i.model_dump(mode="json") for i in SEED_ITEMS],
         ))
         session.flush()
+    seed_catalogue(session)

@@ -14,6 +14,7 @@ from core.config import get_settings
 from domain.enums import Role
 from core.reference_data import seed_reference_data
 from domain.critical_tables import DepartmentContact
+from domain.procedure_tables import Procedure
 from domain.tables import Department, Room, User
 
 CAMPUS = "Main campus"
@@ -47,6 +48,12 @@ ROOMS: list[tuple[str, str, str]] = [
     ("MR1", "磁共振一室 / MR room 1", "MR"),
     ("DX1", "放射一室 / X-ray room 1", "DX CR"),
     ("US1", "超声一室 / Ultrasound room 1", "US"),
+]
+
+# Short codes the development HIS scripts and API examples send, on top of the reference catalogue.
+DEMO_PROCEDURE_ALIASES: list[tuple[str, str, str, str]] = [
+    ("CT-CH", "CT chest (short code)", "CT", "CHEST"),
+    ("CT1", "CT head (short code)", "CT", "HEAD"),
 ]
 
 DISPLAY_NAMES: dict[Role, str] = {
@@ -106,6 +113,8 @@ def seed_demo(session: Session) -> None:
         DepartmentContact(id=f"{dep}-{rung}", department_id=dep, rung=rung, name=name, phone=phone, notify_urls=[])
         for dep, rung, name, phone in CONTACTS
     ]
+    rows += [Procedure(code=code, name=name, modality=modality, body_part=part)
+             for code, name, modality, part in DEMO_PROCEDURE_ALIASES]
     for row in rows:
         session.merge(row)
     session.flush()

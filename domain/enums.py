@@ -78,6 +78,8 @@ class TaskType(StrEnum):
     critical_phone_call = "critical_phone_call"
     critical_verify = "critical_verify"
     critical_response = "critical_response"
+    export_approval = "export_approval"  # bulk export of personal data (R10.3.4)
+    schedule_exam = "schedule_exam"  # no slot could be booked automatically (R5.3.4)
 
 
 class ImageGrade(StrEnum):

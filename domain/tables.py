@@ -28,6 +28,9 @@ class Patient(SQLModel, table=True):
     name_key: str | None = Field(default=None, index=True, description="Toneless pinyin, family first (domain.empi)")
     updated_at: datetime | None = None
     merged_into: str | None = Field(default=None, index=True, description="Set when merged: the surviving patient ID")
+    # Identifier fields at rest (security.field_crypto): sealed copy and blind index, kept in step by mapper events.
+    phone_enc: str | None = Field(default=None, description="AES-256-GCM sealed phone")
+    phone_bidx: str | None = Field(default=None, index=True, description="HMAC blind index of the normalised phone")
 
 
 class PatientIdentifier(SQLModel, table=True):
@@ -37,6 +40,8 @@ class PatientIdentifier(SQLModel, table=True):
     patient_id: str = Field(foreign_key="patient.id", index=True)
     system: str
     value: str
+    value_enc: str | None = Field(default=None, description="AES-256-GCM sealed value (security.field_crypto)")
+    value_bidx: str | None = Field(default=None, index=True, description="HMAC blind index: lookups match on it")
 
 
 class Department(SQLModel, table=True):
@@ -292,3 +297,9 @@ class DomainEvent(SQLModel, table=True):
     kind: str
     summary: str
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+# Identifier numbers and phones are sealed and blind-indexed on every write, from any edge (R10.3.3).
+from security import field_crypto as _field_crypto  # noqa: E402
+
+_field_crypto.install(Patient, PatientIdentifier)

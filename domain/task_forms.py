@@ -6,11 +6,12 @@ workflow's update validator, so a malformed completion never reaches history.
 """
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from domain.booking.rules import MrScreening, PatientType
 from domain.enums import ImageGrade, Role, TaskType
 
 
@@ -33,12 +34,56 @@ class OrderFixForm(_Form):
 
 
 class CheckInForm(_Form):
+    """Identity checked against a document (R6.1.3); the exam's consents and notices signed (R6.1.4).
+
+    The loop refuses a completion that misses one of the `required` items in the task's context.
+    """
+
     identity_document_type: Literal[
         "id_card", "household_register", "officer_id", "hk_macau_permit", "taiwan_permit",
         "passport", "foreign_residence_permit", "hospital_card",
     ]
     identity_verified: Literal[True] = Field(description="The registrar checked the document")
+    signed: list[Literal["contrast_consent", "mr_safety_screening", "radiation_notice"]] = Field(
+        default_factory=list, description="Consents and notices the patient signed at check-in")
+    consent_method: Literal["written", "electronic", "verbal_witnessed"] = "electronic"
+    signature_sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$",
+                                         description="Hash of the signature image (pad, phone or face)")
+    signature_ref: str = Field("", max_length=200, description="Where the signature image is stored")
+    witness: str = Field("", max_length=200)
     note: str = Field("", max_length=500)
+
+    @model_validator(mode="after")
+    def _signature(self) -> "CheckInForm":
+        if self.signed and self.consent_method == "electronic" and not self.signature_sha256:
+            raise ValueError("an electronic signature needs signature_sha256")
+        if self.signed and self.consent_method == "verbal_witnessed" and not self.witness:
+            raise ValueError("a verbal consent needs a witness")
+        return self
+
+
+class ScheduleExamForm(_Form):
+    """No slot could be booked by itself: the registrar supplies what was missing (eGFR, MR
+    screening, patient type) and retries, picks a segment from a quote, or cancels (R5.3.4)."""
+
+    action: Literal["retry", "choose", "cancel"]
+    segment_id: int | None = Field(None, ge=1, description="A segment from POST /api/v1/appointments/quote")
+    not_before: datetime | None = Field(None, description="Book no earlier than this")
+    patient_type: PatientType = PatientType.outpatient
+    egfr: float | None = Field(None, gt=0, le=200, description="mL/min/1.73m2, for contrast exams")
+    egfr_at: datetime | None = None
+    mr_screening: MrScreening = "not_done"
+    reason: str = Field("", max_length=1000)
+
+    @model_validator(mode="after")
+    def _checks(self) -> "ScheduleExamForm":
+        if self.action == "choose" and self.segment_id is None:
+            raise ValueError("segment_id is required to choose a time")
+        if self.action == "cancel" and not self.reason:
+            raise ValueError("a reason is required to cancel")
+        if self.egfr is not None and self.egfr_at is None:
+            raise ValueError("egfr_at is required with egfr")
+        return self
 
 
 class PerformExamForm(_Form):
@@ -145,6 +190,13 @@ class CriticalResponseForm(_Form):
     action_taken: str = Field(min_length=2, max_length=2000)
 
 
+class ExportApprovalForm(_Form):
+    """An approver (never the requester) lets a bulk export of personal data go, or refuses it (R10.3.4)."""
+
+    decision: Literal["approve", "reject"]
+    reason: str = Field(min_length=1, max_length=2000)
+
+
 class TaskSpec(BaseModel):
     task_type: TaskType
     title: str
@@ -175,6 +227,8 @@ TASK_SPECS: dict[TaskType, TaskSpec] = {
         TaskSpec(task_type=TaskType.critical_verify, title="Verify critical value", roles=[_R.senior_radiologist], form=CriticalVerifyForm, due=timedelta(minutes=2)),
         TaskSpec(task_type=TaskType.critical_response, title="Record action on critical value", roles=[_R.clinician], form=CriticalResponseForm, due=timedelta(minutes=30)),
         TaskSpec(task_type=TaskType.critical_phone_call, title="Phone the clinician: critical value", roles=[_R.radiologist, _R.senior_radiologist, _R.resident, _R.nurse], form=CriticalPhoneCallForm, due=timedelta(minutes=5)),
+        TaskSpec(task_type=TaskType.schedule_exam, title="Book a time for the exam (no slot found)", roles=[_R.registrar, _R.nurse], form=ScheduleExamForm, due=timedelta(hours=4)),
+        TaskSpec(task_type=TaskType.export_approval, title="Approve bulk data export", roles=[_R.manager], form=ExportApprovalForm, due=timedelta(days=3)),
     ]
 }
 

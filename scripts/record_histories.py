@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,8 +43,8 @@ async def record(tag: str) -> None:
     from core.temporal import data_converter, dev_server_search_attribute_args
     from domain.enums import Role
     from domain.loop import (
-        CancelRequest, CorrectionRequest, CriticalAck, CriticalRaise, ExamEvent, critical_value_workflow_id,
-        exam_loop_workflow_id,
+        CancelRequest, CorrectionRequest, CriticalAck, CriticalRaise, ExamEvent, RescheduleRequest,
+        critical_value_workflow_id, exam_loop_workflow_id,
     )
     from services import loop_commands
     from tests.support.critical import result as critical_result
@@ -112,11 +113,25 @@ async def record(tag: str) -> None:
             await d.wait_step(acc2, "arrived")
             await loop_commands.cancel(env.client, acc2, CancelRequest(actor=actor(Role.registrar), reason="patient left"))
             await closed_result(env.client, exam_loop_workflow_id(acc2))
+            # 4. Slot pool (booking-slot-pool): a contrast CT refused for want of an eGFR, booked
+            #    from the registrar's task, rescheduled (slot released, rebooked), then cancelled.
+            acc4 = (await d.place(procedure={"code": "CT-ABD-C", "name": "CT abdomen contrast", "modality": "CT",
+                                             "body_part": "ABDOMEN"})).accession_number
+            await d.complete(acc4, "schedule_exam", Role.registrar, {
+                "action": "retry", "egfr": 80, "egfr_at": datetime.now(timezone.utc).isoformat()})
+            first_check_in = await d.wait_task(exam_loop_workflow_id(acc4), "check_in")
+            await loop_commands.reschedule(env.client, acc4, RescheduleRequest(
+                actor=actor(Role.registrar), reason="patient asked", not_before=datetime.now(timezone.utc) + timedelta(days=3)))
+            while not any(t.task_type == "check_in" and t.task_id != first_check_in
+                          for t in (await d.status(acc4)).open_tasks):
+                await asyncio.sleep(0.1)
+            await loop_commands.cancel(env.client, acc4, CancelRequest(actor=actor(Role.registrar), reason="not needed"))
+            await closed_result(env.client, exam_loop_workflow_id(acc4))
             await closed_result(env.client, exam_loop_workflow_id(acc), timeout=60)
             OUT.mkdir(parents=True, exist_ok=True)
             for name, wid in [("exam_loop-full", exam_loop_workflow_id(acc)), ("critical_value-escalated", cv),
                               ("exam_loop-cancelled", exam_loop_workflow_id(acc2)),
-                              ("critical_value-verified", cv3)]:
+                              ("critical_value-verified", cv3), ("exam_loop-rescheduled", exam_loop_workflow_id(acc4))]:
                 history = await env.client.get_workflow_handle(wid).fetch_history()
                 path = OUT / f"{name}-{tag}.json"
                 # The workflow ID matters on replay (task IDs derive from it), so keep it.

@@ -6,12 +6,14 @@ cd "$(dirname "$0")/.."
 
 say() { echo "setup: $*" >&2; }
 
-# DCMTK (storescu & co. for DICOM tests) and Chromium (browser tests) come from Debian.
-if { ! command -v storescu >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; } \
+# DCMTK (storescu & co. for DICOM tests), Chromium (browser tests) and a CJK font (so the
+# browser draws the zh-CN pages' Chinese in screenshots) come from Debian.
+cjk_font=/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc
+if { ! command -v storescu >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ] || [ ! -e "$cjk_font" ]; } \
     && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    say "installing dcmtk and chromium from Debian packages"
+    say "installing dcmtk, chromium and fonts-wqy-zenhei from Debian packages"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk chromium fonts-wqy-zenhei >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then

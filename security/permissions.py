@@ -21,6 +21,7 @@ class Permission(StrEnum):
     order_read = "order_read"
     loop_read = "loop_read"
     report_read = "report_read"
+    report_signature_verify = "report_signature_verify"
     exam_event_record = "exam_event_record"
     loop_reschedule = "loop_reschedule"
     loop_cancel = "loop_cancel"
@@ -43,6 +44,8 @@ class Permission(StrEnum):
     image_read = "image_read"
     image_store = "image_store"
     attachment_add = "attachment_add"
+    reconciliation_read = "reconciliation_read"
+    reconciliation_resolve = "reconciliation_resolve"
     # queue calling (R6.2.2)
     queue_join = "queue_join"
     queue_call = "queue_call"
@@ -52,6 +55,18 @@ class Permission(StrEnum):
     appointment_book = "appointment_book"
     appointment_no_show = "appointment_no_show"
     schedule_rules_manage = "schedule_rules_manage"
+    # privacy (R10.3.2 consent, R10.3.4 bulk export)
+    consent_read = "consent_read"
+    consent_record = "consent_record"
+    export_request = "export_request"
+    export_read = "export_read"
+    export_approve = "export_approve"
+    export_download = "export_download"
+    # master patient index and the HL7 interface (R4.2.3, R5.1.2)
+    empi_review_read = "empi_review_read"
+    empi_review_resolve = "empi_review_resolve"
+    hl7_log_read = "hl7_log_read"
+    hl7_backlog_read = "hl7_backlog_read"
     # platform
     payload_decode = "payload_decode"
     session_self = "session_self"
@@ -73,6 +88,8 @@ ROLE_PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.order_read: CLINICAL | OVERSIGHT | {R.his_system},
     Permission.loop_read: CLINICAL | OVERSIGHT,
     Permission.report_read: READERS | {R.clinician} | OVERSIGHT,
+    # Whoever may read a signed report may check that it is still what was signed (R10.2.4).
+    Permission.report_signature_verify: READERS | {R.clinician} | OVERSIGHT,
     Permission.exam_event_record: frozenset({R.technologist}),
     Permission.loop_reschedule: frozenset({R.registrar, R.nurse}),
     Permission.loop_cancel: frozenset({R.registrar, R.nurse, R.clinician}),
@@ -107,8 +124,27 @@ ROLE_PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.appointment_no_show: frozenset({R.registrar, R.nurse, R.technologist}),
     Permission.schedule_rules_manage: frozenset({R.manager, R.system_admin}),
     Permission.session_self: frozenset(Role),
+    # Images that matched no order (R4.2.3): linked by those who know the exam and the patient.
+    Permission.reconciliation_read: frozenset({R.registrar, R.technologist, R.qc_officer, R.manager}),
+    Permission.reconciliation_resolve: frozenset({R.registrar, R.technologist, R.qc_officer}),
+    # Consent is recorded where the patient is met; everyone who reads the record may see it.
+    Permission.consent_read: CLINICAL | OVERSIGHT,
+    Permission.consent_record: frozenset({R.registrar, R.nurse, R.technologist, R.clinician}),
+    # Bulk exports: requested by those with a clinical or quality purpose, approved by a manager
+    # (never the requester: workflows/export_approval), downloaded by the requester only.
+    Permission.export_request: READERS | {R.clinician, R.qc_officer, R.manager},
+    Permission.export_read: READERS | {R.clinician, R.qc_officer, R.manager},
+    Permission.export_approve: frozenset({R.manager}),
+    Permission.export_download: READERS | {R.clinician, R.qc_officer, R.manager},
     # Only clinicians are limited to their own patients (security.need_to_know), so only they break the glass.
     Permission.break_glass: frozenset({R.clinician}),
+    # "Possible same person" pairs: the registrar decides (link = merge, or keep separate); managers oversee.
+    Permission.empi_review_read: frozenset({R.registrar, R.manager}),
+    Permission.empi_review_resolve: frozenset({R.registrar}),
+    # The message log holds whole messages (patient data): auditors and managers, not the platform admin.
+    Permission.hl7_log_read: frozenset({R.auditor, R.manager}),
+    # The outbound backlog is interface operations: control IDs, types, attempts, errors; no patient data.
+    Permission.hl7_backlog_read: frozenset({R.system_admin, R.manager}),
     Permission.user_manage: frozenset({R.security_admin}),
     Permission.audit_read: frozenset({R.auditor}),
     Permission.system_config: frozenset({R.system_admin}),
@@ -146,6 +182,7 @@ AUDITED: dict[Permission, AuditKind] = {
     Permission.order_read: _READ,
     Permission.loop_read: _READ,
     Permission.report_read: _READ,
+    Permission.report_signature_verify: AuditKind("signature_verify", "110110", "E"),
     Permission.exam_event_record: _CHANGE,
     Permission.loop_reschedule: _CHANGE,
     Permission.loop_cancel: _CHANGE,
@@ -160,6 +197,8 @@ AUDITED: dict[Permission, AuditKind] = {
     Permission.image_read: AuditKind("dicom_instances_accessed", "110103", "R"),
     Permission.image_store: AuditKind("dicom_instances_transferred", "110104", "C"),
     Permission.attachment_add: AuditKind("dicom_instances_transferred", "110104", "C"),
+    Permission.reconciliation_read: _QUERY,
+    Permission.reconciliation_resolve: _CHANGE,
     Permission.queue_join: _CHANGE,
     Permission.queue_call: _CHANGE,
     Permission.queue_manage: AuditKind("config_change", "110100", "U"),
@@ -167,6 +206,15 @@ AUDITED: dict[Permission, AuditKind] = {
     Permission.appointment_no_show: _CHANGE,
     Permission.schedule_rules_manage: AuditKind("config_change", "110100", "U"),
     Permission.payload_decode: AuditKind("payload_decode", "110110", "R"),
+    Permission.consent_read: _READ,
+    Permission.consent_record: _CHANGE,
+    Permission.export_request: AuditKind("export_request", "110106", "C"),
+    Permission.export_read: AuditKind("export_read", "110106", "R"),
+    Permission.export_approve: AuditKind("export_approve", "110106", "U"),
+    Permission.export_download: AuditKind("export", "110106", "R"),
+    Permission.empi_review_read: _QUERY,
+    Permission.empi_review_resolve: _CHANGE,
+    Permission.hl7_log_read: _QUERY,
     Permission.user_manage: AuditKind("user_security_change", "110137", "U"),
     Permission.audit_read: AuditKind("audit_log_used", "110101", "R"),
     Permission.system_config: AuditKind("config_change", "110100", "U"),

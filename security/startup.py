@@ -1,15 +1,24 @@
 """Refuse to run a production center with known secrets or demo accounts (R10.2.3 "no default accounts").
 
-Checked when the API starts (and by `python -m security.cli check`): in
-production mode the codec key and the audit checkpoint key must not be the
-development ones, and no user may still hold a development token or be one of
+Checked when the API, the worker and the DICOM and HL7 listeners start (and by
+`python -m security.cli check`): in production mode the codec, audit checkpoint,
+identifier-field and blind-index keys must not be the development ones, and no user may still hold a development token or be one of
 the seeded demo accounts. Every finding is listed at once.
 """
 from __future__ import annotations
 
+import logging
+
 from sqlmodel import Session, col, select
 
-from core.config import DEV_AUDIT_CHECKPOINT_KEY, DEV_CODEC_KEY, Settings
+from core.config import (
+    DEV_AUDIT_CHECKPOINT_KEY,
+    DEV_BLIND_INDEX_KEY,
+    DEV_CODEC_KEY,
+    DEV_FIELD_KEY,
+    DEV_SIGNATURE_KEY,
+    Settings,
+)
 from domain.enums import Role
 from domain.tables import User
 
@@ -35,6 +44,12 @@ def findings(settings: Settings, session: Session) -> list[str]:
         out.append("RADLOOP_CODEC_KEYS still holds the development key")
     if DEV_AUDIT_CHECKPOINT_KEY in settings.audit_checkpoint_keys:
         out.append("RADLOOP_AUDIT_CHECKPOINT_KEYS still holds the development key")
+    if DEV_FIELD_KEY in settings.field_keys:
+        out.append("RADLOOP_FIELD_KEYS still holds the development key")
+    if settings.blind_index_key == DEV_BLIND_INDEX_KEY:
+        out.append("RADLOOP_BLIND_INDEX_KEY is the development key")
+    if DEV_SIGNATURE_KEY in settings.signature_keys:
+        out.append("RADLOOP_SIGNATURE_KEYS still holds the development key")
     users = session.exec(select(User).where(User.active == True)).all()  # noqa: E712
     dev_hashes = _dev_token_hashes([u.username for u in users])
     with_dev_token = sorted(u.username for u in users if u.api_token_sha256 in dev_hashes)
@@ -54,3 +69,20 @@ def check_production(settings: Settings, session: Session) -> None:
     found = findings(settings, session)
     if found:
         raise InsecureConfiguration(found)
+
+
+def refuse_insecure_start(component: str) -> None:
+    """First thing every entry point does (API, worker, DICOM and HL7 listeners): in production,
+    any finding stops the process before it serves anything; in development, nothing happens."""
+    from core.config import get_settings
+    from core.db import session_scope
+
+    settings = get_settings()
+    if not settings.is_production:
+        return
+    with session_scope() as session:
+        try:
+            check_production(settings, session)
+        except InsecureConfiguration as err:
+            logging.getLogger("radloop.startup").error("%s: %s", component, err)
+            raise

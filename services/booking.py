@@ -137,13 +137,19 @@ def _placed(b: SlotBooking, rules: BookingRules) -> Placed:
                   start=as_utc(b.start_at), end=as_utc(b.end_at), campus=b.campus)
 
 
+def _live_of_patient(session: Session, patient_id: str) -> list[SlotBooking]:
+    return list(session.exec(select(SlotBooking).where(
+        SlotBooking.patient_id == patient_id, col(SlotBooking.active_accession).is_not(None))))
+
+
 def patient_context(session: Session, patient_id: str, facts: PatientFacts, rules: BookingRules, now: datetime,
-                    exclude: Sequence[str] = ()) -> PatientContext:
-    """The patient's live bookings (minus `exclude`d accessions) and any no-show sanction."""
+                    exclude: Sequence[str] = (), live: Sequence[SlotBooking] | None = None) -> PatientContext:
+    """The patient's live bookings (minus `exclude`d accessions) and any no-show sanction;
+    `live`: the patient's live bookings when the caller has read them already."""
     horizon = now - timedelta(days=2)
-    live = session.exec(select(SlotBooking).where(
-        SlotBooking.patient_id == patient_id, SlotBooking.state == LIVE, SlotBooking.end_at >= horizon))
-    existing = tuple(_placed(b, rules) for b in live if b.accession_number not in exclude)
+    rows = _live_of_patient(session, patient_id) if live is None else live
+    existing = tuple(_placed(b, rules) for b in rows
+                     if b.state == LIVE and as_utc(b.end_at) >= horizon and b.accession_number not in exclude)
     ns = rules.no_show
     misses = session.exec(select(NoShowRecord.missed_start).where(
         NoShowRecord.patient_id == patient_id,
@@ -310,14 +316,16 @@ def _book_in(session: Session, req: BookRequest, now: datetime, exclude_existing
     rules = active_rules(session)
     orders = _orders(session, req.accession_numbers)
     patient_id = orders[0].patient_id
-    live = {b.accession_number: b for b in session.exec(select(SlotBooking).where(
-        col(SlotBooking.active_accession).in_(req.accession_numbers)))}
+    # One read serves both the retry check and the conflict rules: a booking is live while
+    # `active_accession` is set, and every requested order is this patient's (`_orders`).
+    mine = _live_of_patient(session, patient_id)
+    live = {b.accession_number: b for b in mine if b.active_accession in req.accession_numbers}
     if live and not exclude_existing:
         if set(live) == set(req.accession_numbers):  # a retried request: the same bookings again
             return [_out(b, session.get(Room, b.room_id), rules) for b in live.values()]
         raise BookingRefused("already booked: " + ", ".join(sorted(live)) + " (change those instead)")
     reqs = [ExamRequest(o.accession_number, rules.exam_rule(o.procedure_code, o.modality)) for o in orders]
-    patient = patient_context(session, patient_id, req.facts, rules, now, exclude=exclude_existing)
+    patient = patient_context(session, patient_id, req.facts, rules, now, exclude=exclude_existing, live=mine)
     refused = request_refusals([r.exam for r in reqs], patient, req.channel, rules, now)
     if refused:
         raise BookingRefused("; ".join(r.message for r in refused), refused)

@@ -115,12 +115,18 @@ def ensure_window(session: Session, now: datetime, rules: BookingRules) -> None:
 
 def room_views(session: Session) -> dict[str, RoomView]:
     """Rooms as the search sees them (read per booking, so only the exam codes of each
-    stored template are taken, without validating the whole template again)."""
-    codes = {rid: tmpl.get("exam_codes") for rid, tmpl in session.exec(select(RoomCalendar.room_id,
-                                                                               RoomCalendar.template))}
-    return {rid: RoomView(id=rid, campus=campus, modalities=frozenset(mods.split()),
-                          exam_codes=frozenset(codes[rid]) if codes.get(rid) is not None else None)
-            for rid, campus, mods in session.exec(select(Room.id, Room.campus, Room.modalities))}
+    stored template are taken, without validating the whole template again). One query;
+    it also leaves the Room rows in the session, so writing a booking reads no room again."""
+    rows = session.exec(select(Room, RoomCalendar.template).outerjoin(
+        RoomCalendar, RoomCalendar.room_id == Room.id)).all()
+    # The identity map holds rows weakly: keep them referenced for the session's life.
+    session.info["rooms"] = [room for room, _ in rows]
+    views = {}
+    for room, tmpl in rows:
+        codes = tmpl.get("exam_codes") if tmpl else None
+        views[room.id] = RoomView(id=room.id, campus=room.campus, modalities=frozenset(room.modalities.split()),
+                                  exam_codes=frozenset(codes) if codes is not None else None)
+    return views
 
 
 # ---- closures --------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ from domain.loop import EXAM_LOOP_WORKFLOW, ExamLoopInput, exam_loop_workflow_id
 from domain.orders import OrderIn
 from domain.search_attributes import SA_ACCESSION, SA_CRITICAL, SA_PATIENT, SA_PRIORITY, SA_STEP
 from domain.tables import AccessionCounter, ExamOrder, Patient, PatientIdentifier
+from security.field_crypto import identifier_index
+from services.procedure_catalogue import check_procedure
 
 
 
@@ -53,7 +55,8 @@ def match_or_create_patient(session: Session, order: OrderIn) -> Patient:
     for ident in p.identifiers:
         row = session.exec(
             select(PatientIdentifier).where(
-                PatientIdentifier.system == ident.system, PatientIdentifier.value == ident.value
+                PatientIdentifier.system == ident.system,
+                PatientIdentifier.value_bidx == identifier_index(ident.system, ident.value),
             )
         ).first()
         if row is not None:
@@ -66,7 +69,8 @@ def match_or_create_patient(session: Session, order: OrderIn) -> Patient:
     for ident in p.identifiers:
         exists = session.exec(
             select(PatientIdentifier).where(
-                PatientIdentifier.system == ident.system, PatientIdentifier.value == ident.value
+                PatientIdentifier.system == ident.system,
+                PatientIdentifier.value_bidx == identifier_index(ident.system, ident.value),
             )
         ).first()
         if exists is None:
@@ -100,12 +104,16 @@ def find_by_placer(session: Session, placer_system: str, placer_order_number: st
 
 
 def record_order(session_factory, order: OrderIn) -> IntakeResult:
-    """Write patient + order rows in one transaction; return the existing order on a duplicate."""
+    """Write patient + order rows in one transaction; return the existing order on a duplicate.
+
+    Raises services.procedure_catalogue.ProcedureRefused for a code the center does not perform.
+    """
     for _attempt in range(5):
         with session_factory() as session:
             existing = find_by_placer(session, order.placer_system, order.placer_order_number)
             if existing is not None:
                 return IntakeResult(existing, created=False)
+            check_procedure(session, order.procedure)  # an unknown code is refused before anything is written
             try:
                 patient = match_or_create_patient(session, order)
                 accession = next_accession_number(session)

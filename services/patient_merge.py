@@ -24,6 +24,7 @@ from sqlmodel import Session, col, select
 
 from domain.empi_tables import PatientMatchReview, PatientMerge
 from domain.tables import DomainEvent, ExamOrder, Patient, PatientIdentifier, WorklistEntry, utcnow
+from security.field_crypto import identifier_index
 from services.errors import Conflict, Invalid, NotFound
 
 SessionFactory = Callable[[], AbstractContextManager[Session]]
@@ -55,7 +56,7 @@ def resolve(session: Session, patient_id: str) -> str:
 def owner_before_merges(session: Session, system: str, value: str) -> str | None:
     """Whose identifier this was before any merge moved it (how A40 names both patients, even on a resend)."""
     row = session.exec(select(PatientIdentifier).where(
-        PatientIdentifier.system == system, PatientIdentifier.value == value)).first()
+        PatientIdentifier.system == system, PatientIdentifier.value_bidx == identifier_index(system, value))).first()
     if row is None:
         return None
     merges = session.exec(select(PatientMerge).where(PatientMerge.surviving_id == row.patient_id,
@@ -65,6 +66,23 @@ def owner_before_merges(session: Session, system: str, value: str) -> str | None
         if row.id in record.moved.get("identifiers", []):
             return record.merged_id
     return row.patient_id
+
+
+def has_open_orders(sessions: SessionFactory, patient_id: str) -> bool:
+    """Whether a merge of this patient has running loops to tell (then Temporal must be reachable first)."""
+    with sessions() as s:
+        return s.exec(select(ExamOrder.accession_number).where(
+            ExamOrder.patient_id == patient_id, col(ExamOrder.step).not_in(CLOSED_STEPS))).first() is not None
+
+
+def moved_open_accessions(sessions: SessionFactory, merge_id: str) -> list[str]:
+    """The still-open orders a merge moved (their loops follow an unmerge); NotFound for no such merge."""
+    with sessions() as s:
+        record = s.get(PatientMerge, merge_id)
+        if record is None:
+            raise NotFound(f"no merge {merge_id}")
+        return [a for a in record.moved.get("orders", [])
+                if (o := s.get(ExamOrder, a)) is not None and o.step not in CLOSED_STEPS]
 
 
 def _aware(at: datetime) -> datetime:
@@ -83,7 +101,11 @@ def _check(session: Session, surviving: Patient | None, merged: Patient | None,
         done = session.exec(select(PatientMerge).where(
             PatientMerge.merged_id == merged.id, PatientMerge.surviving_id == surviving.id,
             PatientMerge.state == "merged")).first()
-        return MergeResult(done.id if done else "", surviving.id, merged.id, already_done=True)
+        moved = list(done.moved.get("orders", [])) if done else []
+        still_open = [a for a in moved if (o := session.get(ExamOrder, a)) is not None and o.step not in CLOSED_STEPS]
+        # The open loops again: a resend after a failed hand-over to the loops completes it (it is idempotent).
+        return MergeResult(done.id if done else "", surviving.id, merged.id, already_done=True, moved_orders=moved,
+                           open_accessions=still_open)
     if surviving.merged_into:
         if surviving.merged_into == merged.id:
             raise Conflict(f"{surviving.id} was itself merged into {merged.id}: this merge is the inverse of "
@@ -178,6 +200,8 @@ def unmerge(sessions: SessionFactory, merge_id: str, actor: str, now: datetime |
         record.state, record.unmerged_at, record.unmerged_by = "unmerged", now, actor
         s.add(record)
         s.commit()
+        orders = list(moved.get("orders", []))
+        still_open = [a for a in orders if (o := s.get(ExamOrder, a)) is not None and o.step not in CLOSED_STEPS]
         return MergeResult(record.id, record.surviving_id, record.merged_id,
                            moved_identifiers=len(moved.get("identifiers", [])),
-                           moved_orders=list(moved.get("orders", [])))
+                           moved_orders=orders, open_accessions=still_open)

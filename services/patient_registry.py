@@ -23,6 +23,7 @@ from domain.empi import PersonFacts, is_trusted, name_key, score
 from domain.empi_tables import PatientMatchReview
 from domain.orders import PatientIdentifier as IdentifierIn
 from domain.tables import DomainEvent, ExamOrder, Patient, PatientIdentifier, utcnow
+from security.field_crypto import identifier_index, phone_index
 from services.errors import Conflict, NotFound
 
 SessionFactory = Callable[[], AbstractContextManager[Session]]
@@ -43,7 +44,8 @@ class Registration:
 
 def _owner(session: Session, ident: IdentifierIn) -> str | None:
     row = session.exec(select(PatientIdentifier).where(
-        PatientIdentifier.system == ident.system, PatientIdentifier.value == ident.value)).first()
+        PatientIdentifier.system == ident.system,
+        PatientIdentifier.value_bidx == identifier_index(ident.system, ident.value))).first()
     return row.patient_id if row else None
 
 
@@ -91,12 +93,12 @@ def _apply(patient: Patient, facts: PersonFacts) -> dict[str, tuple[Any, Any]]:
 
 
 def _candidates(session: Session, patient: Patient) -> list[Patient]:
-    """People sharing a blocking key (pinyin name, birth date, phone), with their identifiers in one query."""
+    """People sharing a blocking key (pinyin name, birth date, phone by its blind index)."""
     keys = [Patient.birth_date == patient.birth_date]
     if patient.name_key:
         keys.append(Patient.name_key == patient.name_key)
-    if patient.phone:
-        keys.append(Patient.phone == patient.phone)
+    if (phone := phone_index(patient.phone)) is not None:
+        keys.append(Patient.phone_bidx == phone)
     return list(session.exec(
         select(Patient).where(Patient.id != patient.id, col(Patient.merged_into).is_(None), or_(*keys))
         .limit(CANDIDATE_LIMIT)).all())

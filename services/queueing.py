@@ -12,17 +12,22 @@ import uuid
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import apprise
 from pydantic import BaseModel
 from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from core.config import get_settings
 from core.db import get_engine
 from domain.queue_tables import QueueCall, QueueDefinition, QueueTicket
 from domain.queueing import calling
-from domain.queueing.calling import BoardLine, Item, QueueDef, QueueRefusal
+from activities.events import EventInput, write_event
+from activities.notifications import redact, resolve_urls
+from domain.queueing.calling import Aging, BoardLine, Item, QueueDef, QueueRefusal
 from domain.queueing.policy import DEFAULT_POLICY, PatientTraits
-from domain.tables import utcnow
+from domain.booking.check_in import age_on
+from domain.tables import ExamOrder, NotificationAttempt, Patient, utcnow
 from services.errors import Conflict, NotFound
 
 ATTEMPTS = 5
@@ -39,6 +44,18 @@ class TicketOut(BaseModel):
     tier_reason: str
     calls: int
     position: int | None = None
+
+
+class EtaOut(BaseModel):
+    ticket_id: str
+    position: int
+    minutes: float
+    minutes_per_patient: float
+    basis: str  # measured (today's call log) | configured
+
+
+def _aging() -> Aging:
+    return Aging(now=utcnow().timestamp(), minutes=get_settings().queue_aging_minutes)
 
 
 def _def(row: QueueDefinition) -> QueueDef:
@@ -95,7 +112,7 @@ def _write(session: Session, old: Item, new: Item) -> bool:
     q = QueueTicket
     finished = new.state in ("done", "left")
     values = dict(state=new.state, room_id=new.room_id, calls=new.calls, seq=new.seq, queue_id=new.queue_id,
-                  updated_at=utcnow())
+                  tier=new.tier, tier_reason=new.tier_reason, updated_at=utcnow())
     if finished:
         values["live_accession"] = None
     res = session.execute(update(q).where(q.id == old.id, q.state == old.state, q.calls == old.calls, q.seq == old.seq)
@@ -113,7 +130,7 @@ def call_next(room_id: str, actor: str) -> TicketOut:
             items = [_item(t) for t in s.exec(select(QueueTicket).where(
                 col(QueueTicket.queue_id).in_(ids), QueueTicket.state == "waiting"))]
             try:
-                new, call = calling.call_next(items, room_id, queues)
+                new, call = calling.call_next(items, room_id, queues, _aging())
             except QueueRefusal as err:
                 raise Conflict(str(err)) from err
             old = next(i for i in items if i.id == new.id)
@@ -160,6 +177,148 @@ def act(ticket_id: str, mode: str, actor: str, *, room_id: str | None = None, ba
         return _out(new)
 
 
+def condition_change(ticket_id: str, traits: PatientTraits, reason: str, actor: str) -> TicketOut:
+    """A nurse reports a worse condition (R6.1.7): the new tier applies at once, the call log and the
+    order's timeline keep why (the ordering side reads the timeline)."""
+    with Session(get_engine(), expire_on_commit=False) as s:
+        row = s.get(QueueTicket, ticket_id)
+        if row is None:
+            raise NotFound(f"no queue ticket {ticket_id}")
+        old = _item(row)
+        rank, rule = DEFAULT_POLICY.tier(traits)
+        try:
+            new, call = calling.escalate(old, rank, f"{reason} ({rule})")
+        except QueueRefusal as err:
+            raise Conflict(str(err)) from err
+        if not _write(s, old, new):
+            raise Conflict("another terminal changed this patient a moment ago; refresh")
+        _log(s, call, actor)
+        write_event(s, EventInput(
+            key=f"{ticket_id}/escalate/{old.tier}-{rank}", accession_number=old.accession_number, at=utcnow(),
+            actor=actor, kind="condition_changed", summary=f"condition changed while waiting: {reason}",
+            detail={"ticket_id": ticket_id, "from_tier": old.tier, "to_tier": rank, "rule": rule}))
+        s.commit()
+        return _out(new)
+
+
+def _measured_minutes(session: Session, queue_id: str, since: datetime) -> float | None:
+    """Mean time from the last call to finish of today's finished patients of the queue."""
+    rows = session.exec(select(QueueCall.ticket_id, QueueCall.mode, QueueCall.at).where(
+        QueueCall.queue_id == queue_id, QueueCall.at >= since,
+        col(QueueCall.mode).in_(["next", "select", "recall", "finish"])).order_by(QueueCall.at, QueueCall.id)).all()
+    called: dict[str, datetime] = {}
+    spans = []
+    for ticket, mode, at in rows:
+        if mode == "finish":
+            if ticket in called:
+                spans.append((at - called.pop(ticket)).total_seconds() / 60)
+        else:
+            called[ticket] = at
+    return sum(spans) / len(spans) if spans else None
+
+
+def eta(ticket_id: str) -> EtaOut:
+    """Places ahead x minutes per patient / rooms calling from the queue (R6.2.2 position/ETA notices)."""
+    with Session(get_engine()) as s:
+        row = s.get(QueueTicket, ticket_id)
+        if row is None:
+            raise NotFound(f"no queue ticket {ticket_id}")
+        if row.state != "waiting":
+            raise Conflict(f"patient is {row.state}, not waiting")
+        queue = s.get(QueueDefinition, row.queue_id)
+        items = [_item(t) for t in s.exec(select(QueueTicket).where(
+            QueueTicket.queue_id == row.queue_id, QueueTicket.state == "waiting"))]
+        measured = _measured_minutes(s, row.queue_id, utcnow() - timedelta(days=1))
+        per = measured if measured is not None else get_settings().queue_minutes_per_patient
+        ahead, minutes = calling.position_and_eta(items, _item(row), per, len(queue.rooms) if queue else 1, _aging())
+        return EtaOut(ticket_id=ticket_id, position=ahead, minutes=round(minutes, 1), minutes_per_patient=round(per, 1),
+                      basis="measured" if measured is not None else "configured")
+
+
+class EtaNotice(BaseModel):
+    ticket_id: str
+    position: int
+    minutes: float
+    delivered: bool
+
+
+def send_eta_notices(queue_id: str, limit: int = 10) -> list[EtaNotice]:
+    """Tell the first `limit` waiting patients of a queue their place and estimated wait through
+    their channel (apprise, R6.2.2); every attempt is a `notification_attempt` row."""
+    with Session(get_engine()) as s:
+        queue = s.get(QueueDefinition, queue_id)
+        if queue is None:
+            raise NotFound(f"no queue {queue_id}")
+        tickets = s.exec(select(QueueTicket).where(QueueTicket.queue_id == queue_id,
+                                                   QueueTicket.state == "waiting")).all()
+        line = calling.waiting([_item(t) for t in tickets], [queue_id], _aging())[:limit]
+        patients = {o.accession_number: o.patient_id for o in s.exec(select(ExamOrder).where(
+            col(ExamOrder.accession_number).in_([i.accession_number for i in line])))}
+        queue_name = queue.name
+    sent = []
+    for item in line:
+        est = eta(item.id)
+        patient_id = patients.get(item.accession_number, "")
+        body = f"{queue_name}: {est.position} patient(s) ahead of you, about {est.minutes:.0f} minutes."
+        delivered = False
+        for url in resolve_urls("patient", patient_id):
+            sender = apprise.Apprise()
+            ok = sender.add(url) and sender.notify(title="Your place in the queue", body=body)
+            delivered = delivered or bool(ok)
+            with Session(get_engine()) as s:
+                s.add(NotificationAttempt(
+                    id=f"eta/{item.id}/{uuid.uuid4().hex[:8]}", accession_number=item.accession_number,
+                    purpose="queue_eta", recipient=f"patient:{patient_id}", channel=redact(url),
+                    attempted_at=utcnow(), delivered=bool(ok), error=None if ok else "delivery failed"))
+                s.commit()
+        sent.append(EtaNotice(ticket_id=item.id, position=est.position, minutes=est.minutes, delivered=delivered))
+    return sent
+
+
+def _room_queue(session: Session, room_id: str) -> str:
+    """The room's exam queue; a room nobody gave one gets its own (`room-<id>`), so every
+    checked-in patient is on a ticket the call desk sees."""
+    for q in _queues(session):
+        if room_id in q.rooms and q.stage == "exam":
+            return q.id
+    queue_id = f"room-{room_id}"
+    try:
+        define_queue(session, queue_id, f"Room {room_id}", [room_id])
+        session.commit()
+    except IntegrityError:  # another check-in defined it a moment ago
+        session.rollback()
+    return queue_id
+
+
+def check_in(accession_number: str, room_id: str, actor: str, at: datetime) -> TicketOut:
+    """The exam loop's check-in: a ticket on the room's queue, tiered by the order's priority and
+    the patient's age (R6.2.2, R6.3 'arrived'); a retry returns the same ticket."""
+    with Session(get_engine(), expire_on_commit=False) as s:
+        order = s.get(ExamOrder, accession_number)
+        if order is None:
+            raise NotFound(f"no order {accession_number}")
+        patient = s.get(Patient, order.patient_id)
+        queue_id = _room_queue(s, room_id)
+    traits = PatientTraits(priority=order.priority, age=max(age_on(patient.birth_date, at.date()), 0))
+    return join(accession_number, patient.name, queue_id, traits, actor)
+
+
+def loop_state(accession_number: str, state: str, actor: str, room_id: str | None) -> None:
+    """The loop's own moves on the patient's live ticket: exam started (called, unless the desk
+    already called them), finished, or the order cancelled (left). Idempotent."""
+    with Session(get_engine()) as s:
+        ticket = s.exec(select(QueueTicket).where(QueueTicket.live_accession == accession_number)).first()
+    if ticket is None:
+        return
+    mode = {"called": "select", "done": "finish", "left": "leave"}.get(state)
+    if mode is None or (mode == "select" and ticket.state != "waiting"):
+        return
+    try:
+        act(ticket.id, mode, actor, room_id=room_id)
+    except Conflict:
+        pass  # a terminal moved the ticket meanwhile; the desk's action stands
+
+
 def board(room_id: str) -> BoardLine:
     with Session(get_engine()) as s:
         queues = _queues(s)
@@ -167,7 +326,7 @@ def board(room_id: str) -> BoardLine:
         items = [_item(t) for t in s.exec(select(QueueTicket).where(
             col(QueueTicket.queue_id).in_(ids) | ((QueueTicket.room_id == room_id) & (QueueTicket.state == "called")),
             col(QueueTicket.state).in_(["waiting", "called"])))]
-        return calling.board(items, room_id, queues)
+        return calling.board(items, room_id, queues, aging=_aging())
 
 
 def last_change() -> int:

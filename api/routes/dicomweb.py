@@ -26,19 +26,21 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from sqlmodel import select
 
-from api.deps import require
+from api.deps import get_clock, require
 from core.config import get_settings
 from core.db import session_scope
 from domain.imaging_tables import ImagingInstance
 from domain.tables import ExamOrder, Patient, User
 from integrations.dicom import index, qr_query
 from integrations.dicom.convert import Unsupported, convert
+from integrations.dicom.render import RENDERED_TYPES, RenderError, render
 from integrations.dicom.handlers.qr_find import instance_values, series_values, study_values
 from integrations.dicom.ingest import ingest_spooled
 from integrations.dicom.multipart import boundary_of, new_boundary, split_parts, stream_files
 from integrations.dicom.responses import put, to_dataset
 from integrations.dicom.store import DicomStore
 from security.permissions import Permission
+from security.watermark import watermark_image, watermark_label
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 DICOM_JSON = "application/dicom+json"
@@ -93,17 +95,22 @@ def _qido(level: str, request: Request, **fixed: str) -> Response:
     return _json(out)
 
 
-@router.get("/studies")
+# QIDO-RS answers are DICOM JSON (PS3.18 F.2): an array of datasets keyed by tag.
+QIDO_RESPONSES: dict[int | str, dict] = {200: {"description": "Matching objects as DICOM JSON", "content": {
+    DICOM_JSON: {"schema": {"type": "array", "items": {"type": "object"}}}}}}
+
+
+@router.get("/studies", responses=QIDO_RESPONSES)
 def qido_studies(request: Request, _: ImageReader) -> Response:
     return _qido("STUDY", request)
 
 
-@router.get("/studies/{study}/series")
+@router.get("/studies/{study}/series", responses=QIDO_RESPONSES)
 def qido_series(study: str, request: Request, _: ImageReader) -> Response:
     return _qido("SERIES", request, StudyInstanceUID=study)
 
 
-@router.get("/studies/{study}/series/{series}/instances")
+@router.get("/studies/{study}/series/{series}/instances", responses=QIDO_RESPONSES)
 def qido_instances(study: str, series: str, request: Request, _: ImageReader) -> Response:
     return _qido("IMAGE", request, StudyInstanceUID=study, SeriesInstanceUID=series)
 
@@ -265,6 +272,33 @@ def frame_bytes(path: Any, numbers: list[int]) -> tuple[list[bytes], str]:
         size = int(ds.Rows) * int(ds.Columns) * int(ds.SamplesPerPixel) * int(ds.BitsAllocated) // 8
         frames = [data[i * size:(i + 1) * size] for i in range(n_frames)]
     return [frames[n - 1] for n in numbers], ts
+
+
+def _rendered_type(accept: str | None) -> str:
+    """image/jpeg unless the client asks for PNG (PS3.18 8.3.5: rendered media types)."""
+    wanted = [part.split(";")[0].strip().lower() for part in (accept or "").split(",")]
+    return next((t for t in wanted if t in RENDERED_TYPES), "image/jpeg")
+
+
+@router.get("/studies/{study}/series/{series}/instances/{sop}/rendered",
+            responses={200: {"description": "One frame as a watermarked picture",
+                             "content": {"image/jpeg": {}, "image/png": {}}}})
+def wado_rendered(
+    study: str, series: str, sop: str, request: Request, user: ImageReader,
+    frame: Annotated[int, Query(ge=1, description="1-based frame number of a multi-frame image")] = 1,
+    accept: Annotated[str | None, Query(description="image/jpeg (default) or image/png")] = None,
+) -> Response:
+    """The image as a person sees it, watermarked with the viewer's ID and the time of viewing (R10.3.4 (5))."""
+    [row] = _instances(study, series, sop)
+    media_type = _rendered_type(accept or request.headers.get("accept"))
+    try:
+        picture = render(_store().path(row.rel_path), media_type, frame)
+    except RenderError as err:
+        raise HTTPException(404 if "frames are numbered" in str(err) else 422, str(err)) from None
+    label = watermark_label(user.id, get_clock(request).now(), get_settings().timezone)
+    request.state.audit_detail = {"rendered": media_type, "frame": frame, "watermark": label}
+    return Response(watermark_image(picture, media_type, label), media_type=media_type,
+                    headers={"Cache-Control": "no-store"})
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frames}")

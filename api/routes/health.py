@@ -15,8 +15,6 @@ from typing import Literal
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from pynetdicom import AE
-from pynetdicom.sop_class import Verification
 from sqlalchemy import text
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -26,6 +24,7 @@ from api.deps import TemporalConnector, TemporalConnectorDep, declare_public, in
 from api.errors import TemporalUnavailable
 from core.config import Settings, get_settings
 from core.db import get_engine
+from integrations.dicom import probe as dicom_probe
 
 router = APIRouter(
     tags=["health"],
@@ -86,25 +85,16 @@ async def check_worker(settings: Settings, connector: TemporalConnector) -> str:
     return f"{len(resp.pollers)} poller(s) on {settings.temporal_task_queue!r}"
 
 
-def _c_echo(port: int, called_ae: str) -> str:
-    ae = AE(ae_title="RADLOOP-HEALTH")
-    ae.add_requested_context(Verification)
-    for attr in ("acse_timeout", "dimse_timeout", "network_timeout", "connection_timeout"):
-        setattr(ae, attr, CHECK_TIMEOUT_SECONDS)
-    assoc = ae.associate("127.0.0.1", port, ae_title=called_ae)
-    if not assoc.is_established:
-        raise ComponentDown(f"association to {called_ae}@127.0.0.1:{port} not established")
+def _c_echo(settings: Settings) -> str:
+    """C-ECHO as the listener's own probe AE (admitted by its allow-list), over TLS when configured."""
     try:
-        status = assoc.send_c_echo()
-    finally:
-        assoc.release()
-    if not status or status.Status != 0x0000:
-        raise ComponentDown(f"C-ECHO failed: {status.Status if status else 'no response'}")
-    return f"C-ECHO {called_ae}@127.0.0.1:{port}"
+        return dicom_probe.c_echo(settings, CHECK_TIMEOUT_SECONDS)
+    except dicom_probe.ListenerDown as err:
+        raise ComponentDown(str(err)) from None
 
 
 async def check_dicom(settings: Settings, _connector: TemporalConnector) -> str:
-    return await in_thread(_c_echo, settings.dicom_port, settings.ae_title)
+    return await in_thread(_c_echo, settings)
 
 
 async def check_hl7(settings: Settings, _connector: TemporalConnector) -> str:

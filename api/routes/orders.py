@@ -5,6 +5,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
+from fastapi.exceptions import RequestValidationError
 from sqlmodel import Session, col, select
 
 from api.deps import TemporalConnectorDep, in_thread, patient_scope, require
@@ -15,8 +16,10 @@ from domain.loop import LoopStatus
 from domain.orders import ClinicalIn, OrderAccepted, OrderIn, OrderingIn, OrderPublic, ProcedureIn, SpecialIn
 from domain.tables import Appointment, ExamOrder, Patient, User
 from services.errors import NotFound
+from security.masking import masked_model
 from security.permissions import Permission
-from services.order_intake import ensure_loop_started, record_order
+from services.order_intake import ensure_loop_started, find_by_placer, record_order
+from services.procedure_catalogue import ProcedureRefused, check_procedure
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"])
 
@@ -46,8 +49,13 @@ async def place_order(
     sender gets 503 and nothing is half-created; a crash after the write heals
     on the sender's retry (the loop starts with USE_EXISTING).
     """
-    client = await connector.get()
-    result = await in_thread(record_order, session_scope, order)
+    try:
+        await in_thread(_check_new_order, order)  # an unknown procedure is 422 even while Temporal is down
+        client = await connector.get()
+        result = await in_thread(record_order, session_scope, order)
+    except ProcedureRefused as err:  # field-level 422, like every other invalid field
+        raise RequestValidationError([{"loc": ("body", *err.field), "msg": err.reason, "type": "unknown_procedure"}]) \
+            from None
     workflow_id = await ensure_loop_started(client, result.order)
     if not result.created:
         response.status_code = status.HTTP_200_OK
@@ -55,6 +63,13 @@ async def place_order(
     return OrderAccepted(
         accession_number=row.accession_number, workflow_id=workflow_id, patient_id=row.patient_id, status=row.status
     )
+
+
+def _check_new_order(order: OrderIn) -> None:
+    """The procedure catalogue's answer for a new order (a known placer order is returned as it is)."""
+    with session_scope() as session:
+        if find_by_placer(session, order.placer_system, order.placer_order_number) is None:
+            check_procedure(session, order.procedure)
 
 
 def order_public(session: Session, accession: str) -> OrderPublic:
@@ -100,7 +115,7 @@ def _load(accession: str) -> OrderPublic:
 
 @router.get("/{accession}", response_model=OrderPublic, dependencies=[Depends(patient_scope)],
             responses={403: {"model": ErrorBody}, 404: {"model": ErrorBody}})
-async def get_order(accession: str, _user: OrderReader, connector: TemporalConnectorDep) -> OrderPublic:
+async def get_order(accession: str, user: OrderReader, connector: TemporalConnectorDep) -> OrderPublic:
     """The order with its current loop step: the row, refined by the running loop when it answers."""
     order = await in_thread(_load, accession)
     if connector.connected:
@@ -112,4 +127,4 @@ async def get_order(accession: str, _user: OrderReader, connector: TemporalConne
             order.step = status_now.step.value
         except Exception:  # noqa: BLE001 - the row's step is the fallback by design
             pass
-    return order
+    return masked_model(order, user.role)  # names, ID numbers and phones as the role may see them (R10.3.4)

@@ -72,6 +72,32 @@ async def call_next(room_id: str, user: Caller) -> TicketOut:
     return await in_thread(queueing.call_next, room_id, user.id)
 
 
+class ConditionIn(BaseModel):
+    traits: PatientTraits = Field(description="The patient as they are now (priority, flags)")
+    reason: str = Field(min_length=2, max_length=500)
+
+
+@router.post("/queue-tickets/{ticket_id}/condition", response_model=TicketOut)
+async def condition_change(ticket_id: str, body: ConditionIn, user: Desk) -> TicketOut:
+    """Condition changed while waiting (R6.1.7): a higher care tier re-sorts the queue at once;
+    409 with the reason when it would not raise the patient's priority."""
+    return await in_thread(queueing.condition_change, ticket_id, body.traits, body.reason, user.id)
+
+
+@router.post("/queues/{queue_id}/eta-notices", response_model=list[queueing.EtaNotice])
+async def eta_notices(queue_id: str, user: Caller,
+                      limit: Annotated[int, Query(ge=1, le=50, description="First N waiting patients")] = 10,
+                      ) -> list[queueing.EtaNotice]:
+    """Send the first waiting patients their place and estimated wait through their channel."""
+    return await in_thread(queueing.send_eta_notices, queue_id, limit)
+
+
+@router.get("/queue-tickets/{ticket_id}/eta", response_model=queueing.EtaOut)
+async def eta(ticket_id: str, _user: Viewer) -> queueing.EtaOut:
+    """Places ahead and estimated wait, for the patient's screen, app or SMS (no names)."""
+    return await in_thread(queueing.eta, ticket_id)
+
+
 @router.post("/queue-tickets/{ticket_id}/{mode}", response_model=TicketOut)
 async def act(ticket_id: str, mode: Literal["recall", "skip", "select", "transfer", "finish", "leave"], body: ActIn,
               user: Caller) -> TicketOut:

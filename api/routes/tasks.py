@@ -24,6 +24,7 @@ from domain.enums import Role, TaskState, TaskType
 from domain.loop import TaskCompletion, TaskOutcome
 from domain.tables import HumanTask, User
 from services.errors import Conflict, Forbidden, NotFound
+from security.masking import masked_model
 from security.permissions import Permission
 from services.loop_commands import complete_task
 
@@ -152,7 +153,8 @@ def inbox(
         .limit(limit)
     ).all()
     now = datetime.now(timezone.utc)
-    return TaskPage(items=[TaskPublic.of(t, now) for t in rows], total=total, limit=limit, offset=offset)
+    return masked_model(TaskPage(items=[TaskPublic.of(t, now) for t in rows], total=total, limit=limit, offset=offset),
+                        user.role)
 
 
 # Task IDs are `<workflow_id>/<type>/<n>`: the `path` converter lets them carry their slashes.
@@ -161,7 +163,7 @@ def get_task(task_id: str, user: TaskReader, session: SessionDep) -> TaskPublic:
     task = _get(session, task_id)
     if user.role not in OVERSEERS:
         _may_work_on(task, user)
-    return TaskPublic.of(task)
+    return masked_model(TaskPublic.of(task), user.role)
 
 
 _REFUSALS: dict[int | str, dict[str, Any]] = {
@@ -184,7 +186,7 @@ def claim(task_id: str, user: TaskWorker, session: SessionDep) -> TaskPublic:
     _may_work_on(task, user)
     _refuse_claim(task, user)
     if task.state == TaskState.claimed:
-        return TaskPublic.of(task)
+        return masked_model(TaskPublic.of(task), user.role)
     won = session.execute(
         update(HumanTask)
         .where(
@@ -198,7 +200,7 @@ def claim(task_id: str, user: TaskWorker, session: SessionDep) -> TaskPublic:
     session.refresh(task)
     if not won:  # someone else got there between our read and our write
         _refuse_claim(task, user)
-    return TaskPublic.of(task)
+    return masked_model(TaskPublic.of(task), user.role)
 
 
 @router.post("/{task_id:path}/release", response_model=TaskPublic, responses=_REFUSALS)
@@ -223,7 +225,7 @@ def release(task_id: str, user: TaskWorker, session: SessionDep) -> TaskPublic:
     session.refresh(task)
     if not released:
         raise Conflict(f"task {task.id} changed meanwhile (now {task.state})")
-    return TaskPublic.of(task)
+    return masked_model(TaskPublic.of(task), user.role)
 
 
 def _checked_for_completion(task_id: str, user: User) -> HumanTask:

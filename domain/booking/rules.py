@@ -11,9 +11,15 @@ from __future__ import annotations
 from datetime import time
 from functools import cached_property
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+
+# A wall-clock time of the center's timezone, "HH:MM[:SS]". Documented as a pattern: JSON
+# Schema's `format: time` is RFC 3339 full-time, which needs an offset these values do not have.
+LocalTime = Annotated[time, WithJsonSchema({
+    "type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?$",
+    "description": "local time of the center, HH:MM[:SS]"})]
 
 
 class PatientType(StrEnum):
@@ -55,7 +61,7 @@ class ExamTypeRule(_Frozen):
     mr_screening: bool | None = Field(None, description="Default: every MR exam")
     prep_minutes: int = Field(0, ge=0, description="On-site preparation before the exam (arrive this early)")
     lead_minutes: int = Field(0, ge=0, description="Least notice between booking and exam (e.g. bowel prep)")
-    latest_local_start: time | None = Field(None, description="E.g. fasting exams only in the morning")
+    latest_local_start: LocalTime | None = Field(None, description="E.g. fasting exams only in the morning")
     device_units: int = Field(1, ge=1)
     staff_units: int = Field(1, ge=1)
     patient_types: frozenset[PatientType] | None = Field(None, description="None: every patient type")
@@ -88,8 +94,8 @@ class ChannelRule(_Frozen):
     """When a channel accepts booking actions (local time) and how late it may change one."""
 
     channel: Channel
-    open_from: time = time(0, 0)
-    open_to: time = time(23, 59, 59)
+    open_from: LocalTime = time(0, 0)
+    open_to: LocalTime = time(23, 59, 59)
     change_cutoff_minutes: int = Field(0, ge=0, description="No change/cancel closer than this to the exam")
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-CallMode = Literal["next", "recall", "skip", "select", "transfer", "finish", "leave"]
+CallMode = Literal["next", "recall", "skip", "select", "transfer", "finish", "leave", "escalate"]
 State = Literal["waiting", "called", "done", "left"]
 
 
@@ -57,15 +57,33 @@ def queues_of_room(room_id: str, queues: Iterable[QueueDef]) -> list[QueueDef]:
     return [q for q in queues if room_id in q.rooms]
 
 
-def waiting(items: Iterable[Item], queue_ids: Iterable[str]) -> list[Item]:
-    """Waiting patients of these queues, in calling order."""
+@dataclass(frozen=True, slots=True)
+class Aging:
+    """Waiting time raises priority (R6.1.6): one tier up per `minutes` waited, never above
+    `floor` (the emergency tier stays the emergencies' own). `now` and `seq` are epoch seconds."""
+
+    now: float
+    minutes: float
+    floor: int = 1
+
+    def tier(self, item: Item) -> int:
+        if self.minutes <= 0 or item.tier <= self.floor:
+            return item.tier
+        steps = int(max(self.now - item.seq, 0) // (self.minutes * 60))
+        return max(self.floor, item.tier - steps)
+
+
+def waiting(items: Iterable[Item], queue_ids: Iterable[str], aging: Aging | None = None) -> list[Item]:
+    """Waiting patients of these queues, in calling order: (tier, aged by waiting time if given), arrival."""
     ids = set(queue_ids)
-    return sorted((i for i in items if i.queue_id in ids and i.state == "waiting"), key=lambda i: (i.tier, i.seq, i.id))
+    tier = aging.tier if aging is not None else (lambda i: i.tier)
+    return sorted((i for i in items if i.queue_id in ids and i.state == "waiting"), key=lambda i: (tier(i), i.seq, i.id))
 
 
-def call_next(items: Sequence[Item], room_id: str, queues: Iterable[QueueDef]) -> tuple[Item, Call]:
+def call_next(items: Sequence[Item], room_id: str, queues: Iterable[QueueDef],
+              aging: Aging | None = None) -> tuple[Item, Call]:
     mine = queues_of_room(room_id, queues)
-    line = waiting(items, [q.id for q in mine])
+    line = waiting(items, [q.id for q in mine], aging)
     if not line:
         raise QueueRefusal(f"no one is waiting for room {room_id}")
     first = line[0]
@@ -119,6 +137,15 @@ def transfer(item: Item, to: QueueDef) -> tuple[Item, Call]:
     return new, Call("transfer", item.id, to.id, None, f"from {item.queue_id}")
 
 
+def escalate(item: Item, tier: int, reason: str) -> tuple[Item, Call]:
+    """Condition changed while waiting (R6.1.7): a higher priority moves the patient up at once."""
+    if item.state != "waiting":
+        raise QueueRefusal(f"patient is {item.state}, not waiting")
+    if tier >= item.tier:
+        raise QueueRefusal(f"tier {tier} is not above the patient's tier {item.tier}: nothing to expedite")
+    return replace(item, tier=tier, tier_reason=reason), Call("escalate", item.id, item.queue_id, None, reason)
+
+
 def finish(item: Item, left: bool = False) -> tuple[Item, Call]:
     if item.state in ("done", "left"):
         raise QueueRefusal(f"patient is already {item.state}")
@@ -146,18 +173,19 @@ class BoardLine:
     waiting: int
 
 
-def board(items: Sequence[Item], room_id: str, queues: Iterable[QueueDef], show_next: int = 3) -> BoardLine:
+def board(items: Sequence[Item], room_id: str, queues: Iterable[QueueDef], show_next: int = 3,
+          aging: Aging | None = None) -> BoardLine:
     """What a room's display shows: the called patient, the next few, how many wait; names masked."""
     mine = [q.id for q in queues_of_room(room_id, queues)]
-    line = waiting(items, mine)
+    line = waiting(items, mine, aging)
     current = next((i for i in items if i.state == "called" and i.room_id == room_id), None)
     return BoardLine(room_id, mask_name(current.patient_name) if current else None,
                      [mask_name(i.patient_name) for i in line[:show_next]], len(line))
 
 
 def position_and_eta(items: Sequence[Item], item: Item, minutes_per_patient: float,
-                     rooms_serving: int) -> tuple[int, float]:
+                     rooms_serving: int, aging: Aging | None = None) -> tuple[int, float]:
     """Places ahead and a plain estimate of the wait (for screen, WeChat or SMS notices)."""
-    line = waiting(items, [item.queue_id])
+    line = waiting(items, [item.queue_id], aging)
     ahead = next((n for n, i in enumerate(line) if i.id == item.id), len(line))
     return ahead, ahead * minutes_per_patient / max(rooms_serving, 1)

@@ -77,6 +77,17 @@ def project(values: Values, query: Dataset) -> Dataset:
     return out
 
 
+def answer(values: Values, query: Dataset, charset: str, always: tuple[str, ...] = ()) -> Dataset:
+    """One C-FIND response identifier: the requested keys, the `always` keys, the character set."""
+    ds = project(values, query)
+    for keyword in always:
+        tag = _tag_vr(keyword)[0]
+        if tag in values:
+            vr, value = values[tag]
+            ds.add(DataElement(tag, vr, value, already_converted=True))
+    return with_charset(ds, charset)
+
+
 def response_charset(query: Dataset) -> str:
     """The query's own character set when it can carry Chinese, else UTF-8 (ISO_IR 192)."""
     raw = query.get("SpecificCharacterSet", "") or ""

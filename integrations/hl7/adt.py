@@ -8,7 +8,9 @@ a person (or an A40), never something an update quietly resolves.
 
 A40: PID-3 names the surviving patient, MRG-1 the one merged into it; both are
 looked up by whose identifiers they were before any merge, so a resent A40 is a
-no-op (AA) and an inverse one is refused (AE) with the reason.
+no-op (AA) and an inverse one is refused (AE) with the reason. Every open loop of
+the merged patient then follows the surviving ID (its `patient_merged` update);
+AA only once they have (Temporal down: AR, and the resend tells them).
 """
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ import asyncio
 from typing import Any
 
 from domain.orders import PatientIdentifier as IdentifierIn
-from integrations.hl7.context import InboundContext, Outcome, SessionFactory
+from integrations.hl7.context import InboundContext, Outcome, SessionFactory, temporal_or_not_now
 from integrations.hl7.parse import ErrorCode, HL7Reject, Issue, Location, ParsedMessage, reject
 from integrations.hl7.patient import identifiers_from, patient_facts
 from services.errors import Conflict, Invalid, NotFound
-from services.patient_merge import merge, owner_before_merges
+from domain.order_changes import PatientMerged
+from services.order_changes import follow_merge
+from services.patient_merge import has_open_orders, merge, owner_before_merges
 from services.patient_registry import register, update_demographics
 
 
@@ -53,6 +57,9 @@ async def handle_merge(msg: ParsedMessage, ctx: InboundContext, summary: dict[st
     merged = await asyncio.to_thread(_owner, ctx.sessions, prior_ids, Location("MRG", 1))
     summary.update(patient_id=surviving, patient_identifier=facts.identifiers[0].value, merged_patient_id=merged)
     sender = msg.header.sending_application or "HIS"
+    # Before writing: when the merged patient has open loops, they must hear of the merge before the AA.
+    client = await temporal_or_not_now(ctx) if await asyncio.to_thread(has_open_orders, ctx.sessions, merged) \
+        else None
     try:
         result = await asyncio.to_thread(merge, ctx.sessions, surviving, merged, f"his:{sender}",
                                          f"hl7:{sender}:{msg.header.control_id}", "ADT^A40")
@@ -61,6 +68,15 @@ async def handle_merge(msg: ParsedMessage, ctx: InboundContext, summary: dict[st
     except (Conflict, Invalid) as err:
         raise reject("AE", ErrorCode.record_locked, err.reason, Location("MRG", 1)) from None
     summary.update(merge_id=result.merge_id, moved_orders=result.moved_orders, open_accessions=result.open_accessions)
+    if client is None and result.open_accessions:  # an order arrived in between
+        client = await temporal_or_not_now(ctx)
+    try:
+        followed = await follow_merge(client, result.open_accessions, PatientMerged(
+            merge_id=result.merge_id, from_patient_id=merged, to_patient_id=surviving, actor=f"his:{sender}"))
+    except Exception as err:  # noqa: BLE001 - rows are merged; the resend (already done) tells the loops again
+        raise reject("AR", ErrorCode.internal_error, f"the merge is recorded but its loops could not be told now: {err}",
+                     transient=True) from err
+    summary.update(loops_followed=followed.followed, loops_not_followed=followed.failed)
     if result.already_done:
         return Outcome(text=f"{merged} was already merged into {surviving}")
     return Outcome(text=f"merged {merged} into {surviving}: {result.moved_identifiers} identifiers, "

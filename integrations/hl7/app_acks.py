@@ -32,7 +32,7 @@ def queue_application_ack(header: MessageHeader, code: str, issues: list[Issue],
     body = build_ack(header, code, issues, text, application_ack=True)  # type: ignore[arg-type]
     raw = encode(body, header)
     control_id = body.split("\r", 1)[0].split(header.encoding.field)[9]
-    his = HISEndpoint()
+    his = HISEndpoint.from_settings()
     with session_scope() as s:
         if s.get(HL7Message, message_id) is None:
             s.add(HL7Message(

@@ -4,29 +4,40 @@ Shared by the loop's delivery activity (activities.hl7_outbound) and the
 listener's application-ACK sender (integrations.hl7.app_acks), so both count
 attempts, keep the last error and treat the HIS's answer the same way:
 AA/CA delivered; AE/CE the HIS will never take this content (not retried);
-AR/CR, no answer or no connection: try again later.
+AR/CR, no answer or no connection: try again later. Both final answers are
+audited (PS3.15 110106 Export, integrations.hl7.audit).
 """
 from __future__ import annotations
 
 import asyncio
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel
+
+from core.config import Settings, get_settings
 
 from core.db import session_scope
 from domain.hl7_tables import HL7Message
 from domain.tables import utcnow
+from integrations.hl7.audit import record_sent
 from integrations.hl7.mllp import FramingError, MLLPClient
 
 
-class HISEndpoint(BaseSettings):
-    """Where the HIS listens for RadLoop's messages (RADLOOP_HIS_MLLP_*); no host: nothing is sent."""
+class HISEndpoint(BaseModel):
+    """Where the HIS listens for RadLoop's messages (core.config, RADLOOP_HIS_MLLP_*); no host: nothing is sent."""
 
-    model_config = SettingsConfigDict(env_prefix="RADLOOP_HIS_MLLP_", extra="ignore")
     host: str | None = None
     port: int = 2576
     timeout_seconds: float = 10.0
     application: str = "HIS"
     facility: str = ""
+    order_status_message: str = "ORM^O01"
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> HISEndpoint:
+        s = settings or get_settings()
+        return cls(host=s.his_mllp_host, port=s.his_mllp_port, timeout_seconds=s.his_mllp_timeout_seconds,
+                   application=s.his_mllp_application, facility=s.his_mllp_facility,
+                   order_status_message=s.his_order_status_message)
 
 
 class DeliveryFailed(Exception):
@@ -64,6 +75,13 @@ def ack_code_of(ack: bytes) -> tuple[str, str]:
     return "", ""
 
 
+def _audit_sent(message_id: str, peer: str) -> None:
+    """PS3.15 110106 Export for a final answer of the HIS (integrations.hl7.audit)."""
+    row = load(message_id)
+    if row is not None:
+        record_sent(row, peer)
+
+
 async def deliver(message_id: str) -> str:
     """Send one queued message; returns delivered | not_sent, raises DeliveryFailed otherwise."""
     row = await asyncio.to_thread(load, message_id)
@@ -71,7 +89,7 @@ async def deliver(message_id: str) -> str:
         raise DeliveryFailed(f"no outbound message {message_id}", retryable=False)
     if row.status in ("delivered", "not_sent"):
         return row.status  # a retry after success sends nothing twice
-    his = HISEndpoint()
+    his = HISEndpoint.from_settings()
     if not his.host:
         await asyncio.to_thread(mark, message_id, "not_sent", "no HIS endpoint configured", None, None, False)
         return "not_sent"
@@ -85,10 +103,12 @@ async def deliver(message_id: str) -> str:
     code, text = ack_code_of(ack)
     if code in ("AA", "CA"):
         await asyncio.to_thread(mark, message_id, "delivered", None, ack, code)
+        await asyncio.to_thread(_audit_sent, message_id, f"{his.host}:{his.port}")
         return "delivered"
     if code in ("AE", "CE"):
         reason = f"HIS refused the content ({code}): {text}"
         await asyncio.to_thread(mark, message_id, "error", reason, ack, code)
+        await asyncio.to_thread(_audit_sent, message_id, f"{his.host}:{his.port}")
         raise DeliveryFailed(reason, retryable=False)
     reason = f"HIS cannot take it now ({code or 'no MSA'}): {text}"
     await asyncio.to_thread(mark, message_id, "pending", reason, ack, code or None)

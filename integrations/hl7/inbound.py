@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from domain.hl7_tables import HL7Message
 from domain.tables import utcnow
 from integrations.hl7 import log as msglog
 from integrations.hl7.ack import (
@@ -31,6 +32,7 @@ from integrations.hl7.ack import (
 )
 from integrations.hl7.adt import handle_adt
 from integrations.hl7.app_acks import queue_application_ack
+from integrations.hl7.audit import received_event
 from integrations.hl7.context import InboundContext, Outcome
 from integrations.hl7.mllp import Frame, Oversized, Peer
 from integrations.hl7.orders import handle_order
@@ -104,6 +106,7 @@ class InboundProcessor:
             check.cancel()
             log.info("resend of %s from %s: replaying the stored ACK", header.control_id, header.sender)
             await asyncio.to_thread(msglog.record_duplicate, self.ctx.sessions, header, raw, str(peer), previous)
+            self._audit(header, str(peer), "duplicate", previous.ack_code, {}, [], previous.row_id, previous.row_id)
             return previous.ack
 
         summary: dict[str, Any] = {"message_type": header.type_event}
@@ -132,9 +135,24 @@ class InboundProcessor:
                                              received_at, result)
         except Exception:  # noqa: BLE001 - the effect is durable; a resend re-processes safely
             log.exception("could not store %s and its ACK", header.control_id)
+        self._audit(header, str(peer), result.status, result.ack_code, summary, [int(i.code) for i in issues], row_id)
         if application_ack_wanted(code, header) and not transient:  # type: ignore[arg-type]
             await self._queue_application_ack(header, code, issues, text, row_id)
         return ack if accept_ack_wanted(code, header) else None  # type: ignore[arg-type]
+
+    def _audit(self, header: MessageHeader | None, peer: str, status: str, ack_code: str | None,
+               summary: dict[str, Any], error_codes: list[int], row_id: str, duplicate_of: str | None = None) -> None:
+        """Hand the message's audit record to the background writer (PS3.15 110107 Import)."""
+        if self.ctx.audit is None:
+            return
+        row = HL7Message(id=row_id, direction="inbound", raw=b"", peer=peer, status=status, ack_code=ack_code,
+                         duplicate_of=duplicate_of, patient_id=summary.get("patient_id"),
+                         accession_number=summary.get("accession_number"),
+                         placer_order_number=summary.get("placer_order_number"), **msglog.header_fields(header))
+        try:
+            self.ctx.audit(received_event(row, error_codes))
+        except Exception:  # noqa: BLE001 - the ACK must go out; the writer logs its own failures
+            log.exception("could not queue the audit record of %s", row.control_id)
 
     async def _queue_application_ack(self, header: MessageHeader, code: str, issues: list[Issue], text: str,
                                      row_id: str) -> None:
@@ -158,10 +176,13 @@ class InboundProcessor:
                 header = again.header
         h = header or FALLBACK_HEADER
         ack = encode(build_ack(h, err.ack, err.issues), h)
+        row_id = ""
         try:
-            await asyncio.to_thread(msglog.record_unreadable, self.ctx.sessions, raw[:65536], size, str(peer),
-                                    header, str(err), ack, response_code(err.ack, h))
+            row_id = await asyncio.to_thread(msglog.record_unreadable, self.ctx.sessions, raw[:65536], size,
+                                             str(peer), header, str(err), ack, response_code(err.ack, h))
         except Exception:  # noqa: BLE001 - answering matters more than logging junk
             log.exception("could not log a refused message")
+        self._audit(header, str(peer), "rejected", response_code(err.ack, h), {}, [int(i.code) for i in err.issues],
+                    row_id)
         log.info("refused a message from %s in %.1f ms: %s", peer, (time.perf_counter() - started) * 1000, err)
         return ack if accept_ack_wanted(err.ack, h) else None

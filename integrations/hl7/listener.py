@@ -15,7 +15,10 @@ from temporalio.client import Client
 
 from core.config import get_settings
 from core.temporal import connect
+from security.startup import refuse_insecure_start
+from security.tls import hl7_server_context
 from integrations.hl7.app_acks import ApplicationAckSender
+from integrations.hl7.audit import HL7Auditor
 from integrations.hl7.context import InboundContext
 from integrations.hl7.inbound import InboundProcessor
 from integrations.hl7.mllp import MLLPServer
@@ -56,14 +59,18 @@ def use_listener_threads() -> None:
 
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s hl7 %(levelname)s %(message)s")
+    await asyncio.to_thread(refuse_insecure_start, "hl7 listener")  # production: no demo users, no dev keys
     use_listener_threads()
     settings = get_settings()
     app_acks = ApplicationAckSender()
     app_acks.start()
+    auditor = HL7Auditor()  # every message received, in the central audit trail (PS3.15 110107)
     server = MLLPServer(InboundProcessor(InboundContext(temporal=TemporalOnDemand(),
-                                                        application_acks=app_acks.submit)))
-    port = await server.start(bind_host(), settings.hl7_port)
-    log.info("HL7 MLLP listener on %s:%d", bind_host(), port)
+                                                        application_acks=app_acks.submit, audit=auditor.submit)),
+                        max_frame_bytes=settings.hl7_max_frame_bytes, frame_timeout=settings.hl7_frame_timeout_seconds)
+    tls = hl7_server_context(settings)  # MLLP inside TLS when RADLOOP_HL7_TLS_CERT/KEY are set
+    port = await server.start(bind_host(), settings.hl7_port, ssl=tls)
+    log.info("HL7 MLLP listener on %s:%d%s", bind_host(), port, " (TLS)" if tls else "")
     if resumed := await app_acks.resume():
         log.info("%d application ACK(s) from an earlier run still to deliver", resumed)
     stopping = asyncio.Event()
@@ -74,6 +81,7 @@ async def main() -> None:
     log.info("stopping")
     await server.close()
     await app_acks.close()
+    await asyncio.to_thread(auditor.flush)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ def dedup_key(header: MessageHeader) -> str:
     return f"{header.sender}|{header.control_id}"
 
 
-def _header_fields(header: MessageHeader | None) -> dict[str, Any]:
+def header_fields(header: MessageHeader | None) -> dict[str, Any]:
+    """The log columns MSH fills (empty when there was no readable MSH)."""
     if header is None:
         return {}
     return dict(
@@ -57,7 +58,7 @@ def record_unreadable(sessions: SessionFactory, raw: bytes, size: int, peer: str
     """A message refused before it was processed (no MSH, bad charset, unsupported, oversized)."""
     row = HL7Message(id=str(uuid.uuid4()), direction="inbound", raw=raw, raw_size=size, peer=peer,
                      status="rejected", error=error, ack_raw=ack, ack_code=ack_code, acked_at=utcnow(),
-                     **_header_fields(header))
+                     **header_fields(header))
     with sessions() as s:
         s.add(row)
         s.commit()
@@ -76,7 +77,7 @@ def record_duplicate(sessions: SessionFactory, header: MessageHeader, raw: bytes
     with sessions() as s:
         s.add(HL7Message(id=str(uuid.uuid4()), direction="inbound", duplicate_of=previous.row_id, raw=raw,
                          raw_size=len(raw), peer=peer, status="duplicate", ack_raw=previous.ack,
-                         ack_code=previous.ack_code, acked_at=utcnow(), **_header_fields(header)))
+                         ack_code=previous.ack_code, acked_at=utcnow(), **header_fields(header)))
         s.commit()
 
 
@@ -106,7 +107,7 @@ def record(sessions: SessionFactory, header: MessageHeader, raw: bytes, peer: st
             placer_order_number=summary.get("placer_order_number"),
             ack_raw=out.ack, ack_code=out.ack_code, application_ack_code=out.application_ack_code,
             error=out.error, received_at=received_at, acked_at=utcnow(), processing_ms=out.processing_ms,
-            **_header_fields(header),
+            **header_fields(header),
         )
 
     first = row(None if out.transient else dedup_key(header), None)
@@ -126,9 +127,16 @@ def record(sessions: SessionFactory, header: MessageHeader, raw: bytes, peer: st
 
 
 def search(session: Session, *, control_id: str | None = None, patient: str | None = None,
-           accession: str | None = None, limit: int = 100) -> list[HL7Message]:
-    """Messages by MSH-10, by patient (RadLoop ID or PID-3 value) or by accession, newest first."""
+           accession: str | None = None, since: datetime | None = None, until: datetime | None = None,
+           direction: str | None = None, limit: int = 100) -> list[HL7Message]:
+    """Messages by MSH-10, by patient (RadLoop ID or PID-3 value), by accession, in [since, until), newest first."""
     q = select(HL7Message)
+    if since:
+        q = q.where(HL7Message.received_at >= since)
+    if until:
+        q = q.where(HL7Message.received_at < until)
+    if direction:
+        q = q.where(HL7Message.direction == direction)
     if control_id:
         q = q.where(HL7Message.control_id == control_id)
     if patient:

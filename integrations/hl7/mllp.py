@@ -18,12 +18,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from ssl import SSLContext
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c\x0d"
 DEFAULT_MAX_FRAME_BYTES = 2 * 1024 * 1024
 HEAD_BYTES = 64 * 1024
 DEFAULT_FRAME_TIMEOUT = 30.0
+TLS_HANDSHAKE_SECONDS = 10.0
 
 log = logging.getLogger("radloop.hl7.mllp")
 
@@ -124,10 +126,12 @@ class MLLPServer:
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Listen; returns the bound port (port 0 picks a free one)."""
+    async def start(self, host: str = "127.0.0.1", port: int = 0, ssl: SSLContext | None = None) -> int:
+        """Listen; returns the bound port (port 0 picks a free one). With `ssl`, MLLP runs inside TLS
+        (security.tls); a peer that fails the handshake never reaches the frame reader."""
         self._server = await asyncio.start_server(
-            self._serve, host, port, limit=min(self.max_frame_bytes, HEAD_BYTES * 4)
+            self._serve, host, port, limit=min(self.max_frame_bytes, HEAD_BYTES * 4),
+            ssl=ssl, ssl_handshake_timeout=TLS_HANDSHAKE_SECONDS if ssl is not None else None,
         )
         return self._server.sockets[0].getsockname()[1]
 

@@ -6,11 +6,16 @@ start two loops whichever edge it came through, and the AA is sent only once the
 rows are committed and the workflow exists.
 
 Field mapping (ORC/OBR are read the same way for both message types):
-- ORC-1 order control: NW new, CA cancel; XO (change) is refused with AR until the
-  loop has a change-order update; anything else is AE (table value not found);
+- ORC-1 order control: NW new, CA cancel, XO change (the whole order as it should
+  be now: the loop's `change_order` update applies the difference before the exam
+  and refuses it once the exam started, AE 206; modality or priority changes are
+  AE 103: cancel and reorder); anything else is AE (table value not found);
 - ORC-2.1 (else OBR-2.1) placer order number; ORC-2.2 namespace, else MSH-3, is
   the placing system (REST's `placer_system`); ORC-3.1 filler number = accession;
-- OBR-4.1/.2 procedure code/name; modality OBR-24, or IPC-5 for OMI; body part
+- OMI: one scheduled procedure step per IPC segment (IPC-4 step ID, IPC-5 modality,
+  IPC-6 protocol, IPC-7/8/9 station), stored for the worklist (services.procedure_steps);
+- OBR-4.1/.2 procedure code/name (a code not in the procedure catalogue, or on
+  another modality, is AE 103); modality OBR-24, or IPC-5 for OMI; body part
   OBR-15.4 (body site), laterality OBR-15.5 (site modifier);
 - priority TQ1-9 (v2.5) else ORC-7.6 else OBR-27.6: S -> stat, A/P/T/C -> urgent,
   R/empty -> routine;
@@ -30,21 +35,27 @@ import time
 from typing import Any
 
 from pydantic import ValidationError
-from sqlmodel import select
-from temporalio.client import Client
+from sqlmodel import Session, select
 
 from core.db import get_engine
 from domain.enums import Role
 from domain.loop import Actor, CancelRequest
+from domain.order_changes import OrderChange
 from domain.orders import OrderIn
+from domain.orders import PatientIdentifier as IdentifierIn
 from domain.tables import ExamOrder, Patient, PatientIdentifier, Room
-from integrations.hl7.context import InboundContext, Outcome, SessionFactory
+from integrations.hl7.context import InboundContext, Outcome, SessionFactory, temporal_or_not_now
 from integrations.hl7.parse import ErrorCode, HL7Reject, Issue, Location, ParsedMessage, reject
 from domain.empi import PersonFacts
 from integrations.hl7.patient import join_name, patient_facts
+from security.field_crypto import identifier_index
 from services import loop_commands
 from services.errors import Conflict, LoopError, NotFound
+from services.order_changes import change_order as change_loop_order
+from services.order_changes import ChangeRefused, order_changes
 from services.order_intake import ensure_loop_started, find_by_placer, record_order
+from services.procedure_catalogue import ProcedureRefused, check_procedure_with
+from services.procedure_steps import StepIn, record_steps, steps_by_accession
 from services.patient_registry import register
 
 PRIORITY = {"S": "stat", "A": "urgent", "P": "urgent", "T": "urgent", "C": "urgent", "R": "routine", "": "routine"}
@@ -93,6 +104,27 @@ def validation_reject(err: ValidationError, modality_from_ipc: bool) -> HL7Rejec
     return HL7Reject("AE", issues)
 
 
+def procedure_reject(err: ProcedureRefused, modality_from_ipc: bool) -> HL7Reject:
+    """A procedure the catalogue does not have (or not on this modality): AE 103 at OBR-4 / OBR-24 / IPC-5."""
+    location = FIELD_LOCATIONS[err.field]
+    if modality_from_ipc and err.field == ("procedure", "modality"):
+        location = Location("IPC", 5)
+    return reject("AE", ErrorCode.table_value_not_found, err.reason, location)
+
+
+def scheduled_steps(msg: ParsedMessage, order_modality: str) -> list[StepIn]:
+    """OMI^O23: one scheduled procedure step per IPC segment (IPC-4 ID, IPC-5 modality, IPC-6 protocol)."""
+    out = []
+    for n, ipc in enumerate(msg.all("IPC"), start=1):
+        out.append(StepIn(
+            step_id=_first(msg.get(ipc, 4), f"SPS{n}"), modality=_first(msg.get(ipc, 5), order_modality).upper(),
+            requested_procedure_id=msg.get(ipc, 2), placer_study_instance_uid=msg.get(ipc, 3),
+            protocol_code=msg.get(ipc, 6, 1), protocol_name=_first(msg.get(ipc, 6, 2), msg.get(ipc, 6, 1)),
+            station_name=msg.get(ipc, 7), location=msg.get(ipc, 8), station_ae_title=msg.get(ipc, 9),
+        ))
+    return out
+
+
 def _first(*values: str) -> str:
     return next((v for v in values if v), "")
 
@@ -139,7 +171,8 @@ def _known_patient(sessions: SessionFactory, facts: PersonFacts) -> Patient | No
     with sessions() as s:
         for ident in facts.identifiers:
             row = s.exec(select(PatientIdentifier).where(
-                PatientIdentifier.system == ident.system, PatientIdentifier.value == ident.value)).first()
+                PatientIdentifier.system == ident.system,
+                PatientIdentifier.value_bidx == identifier_index(ident.system, ident.value))).first()
             if row is not None:
                 return s.get(Patient, row.patient_id)
     return None
@@ -164,12 +197,7 @@ async def center_modalities(sessions: SessionFactory) -> set[str]:
     return await asyncio.to_thread(_read_modalities, sessions)
 
 
-async def _temporal(ctx: InboundContext) -> Client:
-    try:
-        return await ctx.temporal()
-    except Exception as err:  # noqa: BLE001 - any failure to reach Temporal means "not now"
-        raise reject("AR", ErrorCode.internal_error, f"the loop engine is not reachable now: {err}",
-                     transient=True) from err
+_temporal = temporal_or_not_now
 
 
 async def new_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, Any]) -> Outcome:
@@ -192,10 +220,20 @@ async def new_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, 
         order = OrderIn.model_validate(body)
     except ValidationError as err:
         raise validation_reject(err, from_ipc) from None
-    if order.procedure.modality not in await center_modalities(ctx.sessions):
+    performed = await center_modalities(ctx.sessions)
+    if order.procedure.modality not in performed:
         raise reject("AE", ErrorCode.table_value_not_found,
                      f"no room in this center performs modality {order.procedure.modality!r}",
                      Location("IPC", 5) if from_ipc else Location("OBR", 24))
+    steps = scheduled_steps(msg, order.procedure.modality)
+    if unperformed := [i for i, st in enumerate(steps) if st.modality not in performed]:
+        raise HL7Reject("AE", [Issue(ErrorCode.table_value_not_found,
+                                     f"no room in this center performs modality {steps[i].modality!r}",
+                                     Location("IPC", 5, sequence=i + 1)) for i in unperformed])
+    try:
+        await asyncio.to_thread(check_procedure_with, ctx.sessions, order.procedure)
+    except ProcedureRefused as err:
+        raise procedure_reject(err, from_ipc) from None
     client = await _temporal(ctx)  # before writing, so "not now" leaves nothing half-created
     if facts.complete:
         # Through the EMPI first: concurrent orders for one new patient make one patient (the
@@ -205,26 +243,35 @@ async def new_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, 
                                     f"hl7:{msg.header.sending_application or 'HIS'}:{msg.header.control_id}", False)
         except Conflict as err:
             raise reject("AE", ErrorCode.duplicate_key, err.reason, Location("PID", 3)) from None
-    result = await asyncio.to_thread(record_order, ctx.sessions, order)
+    try:
+        result = await asyncio.to_thread(record_order, ctx.sessions, order)
+    except ProcedureRefused as err:  # the catalogue changed in between
+        raise procedure_reject(err, from_ipc) from None
     summary.update(accession_number=result.order.accession_number, patient_id=result.order.patient_id)
+    if steps:  # before the loop starts, so its first worklist entry already offers every step
+        await asyncio.to_thread(record_steps, ctx.sessions, result.order.accession_number, steps)
     try:
         workflow_id = await ensure_loop_started(client, result.order, task_queue=ctx.task_queue)
     except Exception as err:  # noqa: BLE001 - the resend heals it (USE_EXISTING); say "not now"
         raise reject("AR", ErrorCode.internal_error, f"the loop could not be started now: {err}",
                      transient=True) from err
     summary["workflow_id"] = workflow_id
-    if msg.all("IPC"):
-        summary["scheduled_steps"] = [msg.get(s, 4) for s in msg.all("IPC")]
+    if steps:
+        summary["scheduled_steps"] = [st.step_id for st in steps]
     verb = "created" if result.created else "already known"
     return Outcome(text=f"order {verb}: accession {result.order.accession_number}")
 
 
+def _find_order_in(s: Session, placer_system: str, placer_number: str, filler: str) -> ExamOrder | None:
+    row = find_by_placer(s, placer_system, placer_number) if placer_number else None
+    if row is None and filler:
+        row = s.get(ExamOrder, filler)
+    return row
+
+
 def _find_order(sessions: SessionFactory, placer_system: str, placer_number: str, filler: str) -> ExamOrder | None:
     with sessions() as s:
-        row = find_by_placer(s, placer_system, placer_number) if placer_number else None
-        if row is None and filler:
-            row = s.get(ExamOrder, filler)
-        return row
+        return _find_order_in(s, placer_system, placer_number, filler)
 
 
 async def cancel_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, Any]) -> Outcome:
@@ -263,6 +310,87 @@ async def cancel_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[st
     return Outcome(text=f"cancel accepted for {row.accession_number} at step {ack.step.value}")
 
 
+def _steps_differ(sessions: SessionFactory, accession: str, steps: list[StepIn]) -> bool:
+    with sessions() as s:
+        stored = steps_by_accession(s, [accession]).get(accession, [])
+        fields = list(StepIn.model_fields)
+        return [StepIn(**{f: getattr(st, f) for f in fields}) for st in stored] != steps
+
+
+def _order_and_patient(sessions: SessionFactory, placer_system: str, placer_number: str,
+                       filler: str) -> tuple[ExamOrder, Patient] | None:
+    with sessions() as s:
+        row = _find_order_in(s, placer_system, placer_number, filler)
+        return None if row is None else (row, s.get(Patient, row.patient_id))
+
+
+async def change_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, Any]) -> Outcome:
+    """ORC-1 XO: the order as it should be now; the loop applies the difference before the exam, else AE."""
+    if msg.first("OBR") is None:
+        raise reject("AE", ErrorCode.segment_sequence, "OBR segment is required for an order change", Location("OBR"))
+    orc, obr = msg.first("ORC"), msg.first("OBR")
+    placer_number = _first(msg.get(orc, 2), msg.get(obr, 2))
+    placer_system = _first(msg.get(orc, 2, 2), msg.get(obr, 2, 2), msg.header.sending_application, "HIS")
+    filler = _first(msg.get(orc, 3), msg.get(obr, 3))
+    summary["placer_order_number"] = placer_number
+    if not placer_number and not filler:
+        raise reject("AE", ErrorCode.required_field_missing, "ORC-2 placer or ORC-3 filler order number is required",
+                     Location("ORC", 2))
+    found = await asyncio.to_thread(_order_and_patient, ctx.sessions, placer_system, placer_number, filler)
+    if found is None:
+        raise reject("AE", ErrorCode.unknown_key,
+                     f"no order {placer_system}:{placer_number or '-'} / accession {filler or '-'}", Location("ORC", 2))
+    row, patient = found
+    summary.update(accession_number=row.accession_number, patient_id=row.patient_id)
+    # The patient is not what XO changes (A08 does): the order's own patient fills PatientIn.
+    facts = PersonFacts(identifiers=patient_facts(msg, msg.first("PID")).identifiers
+                        or [IdentifierIn(system="RADLOOP", value=patient.id)],
+                        name=patient.name, sex=patient.sex, birth_date=patient.birth_date)
+    body, from_ipc = order_fields(msg, facts)
+    body["placer_order_number"], body["placer_system"] = row.placer_order_number, row.placer_system
+    try:
+        order = OrderIn.model_validate(body)
+    except ValidationError as err:
+        raise validation_reject(err, from_ipc) from None
+    try:
+        await asyncio.to_thread(check_procedure_with, ctx.sessions, order.procedure)
+        changes = order_changes(row, order)
+    except ProcedureRefused as err:
+        raise procedure_reject(err, from_ipc) from None
+    except ChangeRefused as err:
+        modality_at = Location("IPC", 5) if from_ipc else Location("OBR", 24)
+        raise reject("AE", ErrorCode.table_value_not_found, err.reason,
+                     modality_at if err.field == "modality" else Location("ORC", 7)) from None
+    steps = scheduled_steps(msg, row.modality)
+    performed = await center_modalities(ctx.sessions)
+    if unperformed := [i for i, st in enumerate(steps) if st.modality not in performed]:
+        raise HL7Reject("AE", [Issue(ErrorCode.table_value_not_found,
+                                     f"no room in this center performs modality {steps[i].modality!r}",
+                                     Location("IPC", 5, sequence=i + 1)) for i in unperformed])
+    steps_changed = bool(steps) and await asyncio.to_thread(_steps_differ, ctx.sessions, row.accession_number, steps)
+    summary["changed"] = sorted(changes) + (["scheduled_steps"] if steps_changed else [])
+    if not changes and not steps_changed:
+        return Outcome(text=f"order {row.accession_number} unchanged")
+    client = await _temporal(ctx)
+    sender = msg.header.sending_application or "HIS"
+    change = OrderChange(actor=Actor(user_id=f"his:{sender}", role=Role.clinician, name=sender), changes=changes,
+                         source=f"hl7:{sender}:{msg.header.control_id}",
+                         reason=_first(msg.get(orc, 16, 2), msg.get(orc, 16, 1)))
+    try:
+        ack = await change_loop_order(client, row.accession_number, change)
+    except NotFound as err:
+        raise reject("AE", ErrorCode.unknown_key, err.reason, Location("ORC", 3)) from None
+    except LoopError as err:  # Conflict: the exam started, the loop is closed or being cancelled
+        raise reject("AE", ErrorCode.record_locked, err.reason, Location("ORC", 1)) from None
+    except Exception as err:  # noqa: BLE001 - Temporal unreachable mid-call: the resend retries
+        raise reject("AR", ErrorCode.internal_error, f"the change could not be delivered now: {err}",
+                     transient=True) from err
+    if steps_changed:  # the loop admitted the change (before the exam): the worklist offers the new steps
+        await asyncio.to_thread(record_steps, ctx.sessions, row.accession_number, steps)
+        summary["scheduled_steps"] = [st.step_id for st in steps]
+    return Outcome(text=f"order changed: {', '.join(summary['changed'])} ({ack.step.value}, {row.accession_number})")
+
+
 async def handle_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, Any]) -> Outcome:
     """ORM^O01 / OMI^O23: dispatch on ORC-1."""
     orc = msg.first("ORC")
@@ -277,9 +405,7 @@ async def handle_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[st
     if control == "CA":
         return await cancel_order(msg, ctx, summary)
     if control == "XO":
-        raise reject("AR", ErrorCode.unsupported_event,
-                     "order change (ORC-1 XO) is not supported yet: cancel (CA) and send a new order (NW)",
-                     Location("ORC", 1))
+        return await change_order(msg, ctx, summary)
     if not control:
         raise reject("AE", ErrorCode.required_field_missing, "ORC-1 order control is required", Location("ORC", 1))
     raise reject("AE", ErrorCode.table_value_not_found, f"ORC-1 order control {control!r} is not NW/CA/XO",

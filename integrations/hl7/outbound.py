@@ -20,9 +20,11 @@ from datetime import datetime
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
+from domain.scheduling import study_instance_uid
 from domain.tables import ExamOrder, Patient, PatientIdentifier, ReportVersion
 from integrations.hl7.ack import RADLOOP_APP, hl7_timestamp
 from integrations.hl7.parse import Encoding
+from services.procedure_steps import steps_by_accession
 
 ENC = Encoding()
 OUTBOUND_VERSION = "2.5.1"
@@ -135,17 +137,28 @@ def build_oru(session: Session, accession: str, version: int, kind: str, his_app
 
 
 def build_order_status(session: Session, accession: str, status: str, his_app: str = "HIS",
-                       his_facility: str = "") -> BuiltMessage:
-    """ORM^O01 ORC-1 SC carrying the order's current status (ORC-5)."""
+                       his_facility: str = "", message_type: str = "ORM^O01") -> BuiltMessage:
+    """ORC-1 SC carrying the order's current status (ORC-5), as ORM^O01 or OMI^O23 (the HIS profile's choice).
+
+    OMI^O23 carries the imaging step too: one IPC per stored scheduled step (else one for the
+    order), with the accession, requested procedure ID, Study Instance UID and modality.
+    """
     order, patient = _load(session, accession)
     placer, filler, service = _orc_obr_common(order)
-    control_id = f"ORM{uuid.uuid4().hex[:17].upper()}"
+    control_id = f"{message_type[:3]}{uuid.uuid4().hex[:17].upper()}"
+    structure = {"ORM^O01": "ORM^O01^ORM_O01", "OMI^O23": "OMI^O23^OMI_O23"}[message_type]
     lines = [
-        _msh("ORM^O01^ORM_O01", control_id, his_app, his_facility),
+        _msh(structure, control_id, his_app, his_facility),
         _pid(session, patient),
         _seg("ORC", {1: "SC", 2: placer, 3: filler, 5: ORDER_STATUS.get(status, "IP"), 9: hl7_timestamp()}),
         _seg("OBR", {1: "1", 2: placer, 3: filler, 4: service, 24: order.modality}),
     ]
-    return BuiltMessage(control_id=control_id, message_type="ORM^O01", text="\r".join(lines),
+    if message_type == "OMI^O23":
+        steps = steps_by_accession(session, [accession]).get(accession, [])
+        uid = study_instance_uid(accession)
+        for step_id, modality in [(st.step_id, st.modality) for st in steps] or [(f"{accession}-1", order.modality)]:
+            lines.append(_seg("IPC", {1: f"{accession}^{RADLOOP_APP}", 2: accession, 3: uid,
+                                      4: ENC.escape_text(step_id), 5: modality}))
+    return BuiltMessage(control_id=control_id, message_type=message_type, text="\r".join(lines),
                         patient_id=patient.id, accession_number=accession,
                         placer_order_number=order.placer_order_number)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 20:09:00.170027
+Create Date: 2026-11-27 21:42:17.363278
 """
 from typing import Sequence, Union
 
@@ -136,6 +136,38 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_critical_value_accession_number'), ['accession_number'], unique=False)
         batch_op.create_index(batch_op.f('ix_critical_value_item_code'), ['item_code'], unique=False)
         batch_op.create_index(batch_op.f('ix_critical_value_ordering_department'), ['ordering_department'], unique=False)
+
+    op.create_table('data_export',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('workflow_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('requested_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('requester_role', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('purpose', sa.Text(), nullable=False),
+    sa.Column('use', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('accession_numbers', sa.JSON(), nullable=False),
+    sa.Column('include_images', sa.Boolean(), nullable=False),
+    sa.Column('state', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('approver_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('decision_reason', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('decided_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('file_name', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('sha256', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('size_bytes', sa.Integer(), nullable=True),
+    sa.Column('records', sa.Integer(), nullable=False),
+    sa.Column('instances', sa.Integer(), nullable=False),
+    sa.Column('excluded', sa.JSON(), nullable=False),
+    sa.Column('ready_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('expired_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('download_count', sa.Integer(), nullable=False),
+    sa.Column('last_downloaded_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('workflow_id')
+    )
+    with op.batch_alter_table('data_export', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_data_export_requested_by'), ['requested_by'], unique=False)
+        batch_op.create_index(batch_op.f('ix_data_export_state'), ['state'], unique=False)
 
     op.create_table('department',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -420,11 +452,25 @@ def upgrade() -> None:
     sa.Column('name_key', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('merged_into', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('phone_enc', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('phone_bidx', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('patient', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_patient_merged_into'), ['merged_into'], unique=False)
         batch_op.create_index(batch_op.f('ix_patient_name_key'), ['name_key'], unique=False)
+        batch_op.create_index(batch_op.f('ix_patient_phone_bidx'), ['phone_bidx'], unique=False)
+
+    op.create_table('procedure_catalogue',
+    sa.Column('code', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('modality', sqlmodel.sql.sqltypes.AutoString(length=4), nullable=False),
+    sa.Column('body_part', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint('code')
+    )
+    with op.batch_alter_table('procedure_catalogue', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_procedure_catalogue_modality'), ['modality'], unique=False)
 
     op.create_table('quarantined_object',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -528,6 +574,25 @@ def upgrade() -> None:
     with op.batch_alter_table('report_distribution', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_report_distribution_accession_number'), ['accession_number'], unique=False)
 
+    op.create_table('report_signature',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('signer_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('signer_name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('signer_role', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('signed_at', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('digest_alg', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('content_digest', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('supersedes_version', sa.Integer(), nullable=True),
+    sa.Column('key_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('seal', sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('accession_number', 'version', name='uq_report_signature')
+    )
+    with op.batch_alter_table('report_signature', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_report_signature_accession_number'), ['accession_number'], unique=False)
+
     op.create_table('report_version',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -562,6 +627,24 @@ def upgrade() -> None:
     sa.Column('station_ae_title', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
+    op.create_table('scheduled_step',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('seq', sa.Integer(), nullable=False),
+    sa.Column('step_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('requested_procedure_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('placer_study_instance_uid', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('modality', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('protocol_code', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('protocol_name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('station_name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('location', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('station_ae_title', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('scheduled_step', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_scheduled_step_accession_number'), ['accession_number'], unique=False)
+
     op.create_table('storage_commitment',
     sa.Column('transaction_uid', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('calling_ae', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -608,6 +691,34 @@ def upgrade() -> None:
     with op.batch_alter_table('appointment', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_appointment_accession_number'), ['accession_number'], unique=False)
 
+    op.create_table('consent_record',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('patient_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('scope', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('purpose', sa.Text(), nullable=False),
+    sa.Column('decision', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('method', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('given_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('valid_until', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('recorded_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('recorder_role', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('witness', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('document_ref', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('state', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('withdrawn_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('withdrawn_by', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('withdrawal_reason', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('consent_record', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_consent_record_accession_number'), ['accession_number'], unique=False)
+        batch_op.create_index(batch_op.f('ix_consent_record_patient_id'), ['patient_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_consent_record_scope'), ['scope'], unique=False)
+        batch_op.create_index(batch_op.f('ix_consent_record_state'), ['state'], unique=False)
+
     op.create_table('exam_order',
     sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('workflow_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -647,12 +758,15 @@ def upgrade() -> None:
     sa.Column('patient_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('system', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('value', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('value_enc', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('value_bidx', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('system', 'value', name='uq_identifier_system_value')
     )
     with op.batch_alter_table('patient_identifier', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_patient_identifier_patient_id'), ['patient_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_patient_identifier_value_bidx'), ['value_bidx'], unique=False)
 
     op.create_table('patient_match_review',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -844,6 +958,7 @@ def downgrade() -> None:
 
     op.drop_table('patient_match_review')
     with op.batch_alter_table('patient_identifier', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_patient_identifier_value_bidx'))
         batch_op.drop_index(batch_op.f('ix_patient_identifier_patient_id'))
 
     op.drop_table('patient_identifier')
@@ -852,6 +967,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_exam_order_patient_id'))
 
     op.drop_table('exam_order')
+    with op.batch_alter_table('consent_record', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_consent_record_state'))
+        batch_op.drop_index(batch_op.f('ix_consent_record_scope'))
+        batch_op.drop_index(batch_op.f('ix_consent_record_patient_id'))
+        batch_op.drop_index(batch_op.f('ix_consent_record_accession_number'))
+
+    op.drop_table('consent_record')
     with op.batch_alter_table('appointment', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_appointment_accession_number'))
 
@@ -866,11 +988,19 @@ def downgrade() -> None:
 
     op.drop_table('worklist_entry')
     op.drop_table('storage_commitment')
+    with op.batch_alter_table('scheduled_step', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_scheduled_step_accession_number'))
+
+    op.drop_table('scheduled_step')
     op.drop_table('room')
     with op.batch_alter_table('report_version', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_report_version_accession_number'))
 
     op.drop_table('report_version')
+    with op.batch_alter_table('report_signature', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_report_signature_accession_number'))
+
+    op.drop_table('report_signature')
     with op.batch_alter_table('report_distribution', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_report_distribution_accession_number'))
 
@@ -901,7 +1031,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_quarantined_object_received_at'))
 
     op.drop_table('quarantined_object')
+    with op.batch_alter_table('procedure_catalogue', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_procedure_catalogue_modality'))
+
+    op.drop_table('procedure_catalogue')
     with op.batch_alter_table('patient', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_patient_phone_bidx'))
         batch_op.drop_index(batch_op.f('ix_patient_name_key'))
         batch_op.drop_index(batch_op.f('ix_patient_merged_into'))
 
@@ -990,6 +1125,11 @@ def downgrade() -> None:
 
     op.drop_table('department_channel')
     op.drop_table('department')
+    with op.batch_alter_table('data_export', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_data_export_state'))
+        batch_op.drop_index(batch_op.f('ix_data_export_requested_by'))
+
+    op.drop_table('data_export')
     with op.batch_alter_table('critical_value', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_critical_value_ordering_department'))
         batch_op.drop_index(batch_op.f('ix_critical_value_item_code'))

@@ -24,6 +24,9 @@ import domain.schema  # noqa: F401 - every table on SQLModel.metadata
 from api.deps import token_sha256
 from api.main import create_app
 from core import config, db
+from core.seed import DEMO_PROCEDURE_ALIASES
+from domain.procedure_tables import Procedure
+from services.procedure_catalogue import seed_catalogue
 from domain.enums import Role, TaskState
 from domain.tables import ExamOrder, HumanTask, Patient, User
 from domain.task_forms import TASK_SPECS
@@ -108,6 +111,9 @@ def users(session: Session) -> dict[str, User]:
         api_token_sha256=token_sha256("dev-retired"), active=False,
     )
     session.add_all(rows.values())
+    # The procedure catalogue orders are checked against (reference data plus the demo's short codes).
+    seed_catalogue(session)
+    session.add_all(Procedure(code=c, name=n, modality=m, body_part=b) for c, n, m, b in DEMO_PROCEDURE_ALIASES)
     session.commit()
     return rows
 

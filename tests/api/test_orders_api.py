@@ -82,3 +82,19 @@ async def test_get_unknown_order_is_404(api, auth):
     r = await api.get("/api/v1/orders/A0", headers=auth("clinician"))
     assert r.status_code == 404
     assert r.json() == {"detail": "no order with accession number A0"}
+
+
+async def test_unknown_procedure_code_is_a_field_reason_and_creates_nothing(api, auth, session):
+    bad = copy.deepcopy(ORDER)
+    bad["procedure"]["code"] = "CT-NOSUCH"
+    r = await api.post("/api/v1/orders", json=bad, headers=auth("his_system"))
+    assert r.status_code == 422, r.text
+    [err] = r.json()["detail"]
+    assert err["field"] == "procedure.code" and "unknown procedure code" in err["msg"]
+    assert err["type"] == "unknown_procedure"
+    wrong_modality = copy.deepcopy(ORDER)
+    wrong_modality["procedure"]["modality"] = "MR"
+    r = await api.post("/api/v1/orders", json=wrong_modality, headers=auth("his_system"))
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "procedure.modality"
+    for table in (ExamOrder, Patient, PatientIdentifier):
+        assert _count(session, table) == 0

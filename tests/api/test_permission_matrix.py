@@ -25,6 +25,8 @@ PUBLIC_ROUTES = {
     ("GET", "/health"),  # probes; names components, holds no data
     ("GET", "/api/v1/dev/notifications"),  # development sink, not mounted in production
     ("POST", "/api/v1/dev/notifications"),
+    ("GET", "/web/login"),  # the login page (web/pages/auth.py): the credentials are the check
+    ("POST", "/web/login"),
 }
 
 

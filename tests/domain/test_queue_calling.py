@@ -130,3 +130,32 @@ def test_property_calls_never_lose_or_duplicate_a_patient_and_next_is_always_the
     rooms_called = [i.room_id for i in items if i.state == "called"]
     assert all(r is not None for r in rooms_called)
     assert len(log) == len([c for c in log if c.item_id in {i.id for i in items}])  # every call names a patient
+
+
+def test_waiting_time_ages_a_patient_up_but_never_into_the_emergency_tier() -> None:
+    from domain.queueing.calling import Aging, Item, escalate, waiting
+
+    hour = 3600.0
+    routine_early = Item("r", "A1", "甲", "q", tier=9, seq=0.0)
+    elderly_late = Item("e", "A2", "乙", "q", tier=3, seq=5 * hour)
+    emergency = Item("s", "A3", "丙", "q", tier=0, seq=6 * hour)
+    items = [routine_early, elderly_late, emergency]
+    assert [i.id for i in waiting(items, ["q"])] == ["s", "e", "r"]
+    # Six hours later with 30-minute aging the routine patient has climbed to tier 1 (the floor).
+    aged = Aging(now=6 * hour, minutes=30)
+    assert aged.tier(routine_early) == 1 and aged.tier(elderly_late) == 1 and aged.tier(emergency) == 0
+    assert [i.id for i in waiting(items, ["q"], aged)] == ["s", "r", "e"]  # same tier: arrival decides
+    assert Aging(now=6 * hour, minutes=0).tier(routine_early) == 9  # aging off
+
+
+def test_escalate_moves_up_only() -> None:
+    import pytest
+
+    from domain.queueing.calling import Item, QueueRefusal, escalate, waiting
+
+    a, b = Item("a", "A1", "甲", "q", tier=9, seq=1.0), Item("b", "A2", "乙", "q", tier=9, seq=2.0)
+    new, call = escalate(b, 1, "chest pain")
+    assert (new.tier, new.tier_reason, call.mode, call.detail) == (1, "chest pain", "escalate", "chest pain")
+    assert [i.id for i in waiting([a, new], ["q"])] == ["b", "a"]
+    with pytest.raises(QueueRefusal, match="nothing to expedite"):
+        escalate(new, 3, "feels better")

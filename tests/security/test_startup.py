@@ -19,6 +19,9 @@ def _production(monkeypatch: pytest.MonkeyPatch, real_keys: bool) -> None:
     if real_keys:
         monkeypatch.setenv("RADLOOP_CODEC_KEYS", "k1:" + base64.b64encode(os.urandom(32)).decode())
         monkeypatch.setenv("RADLOOP_AUDIT_CHECKPOINT_KEYS", "c1:" + base64.b64encode(os.urandom(32)).decode())
+        monkeypatch.setenv("RADLOOP_FIELD_KEYS", "f1:" + base64.b64encode(os.urandom(32)).decode())
+        monkeypatch.setenv("RADLOOP_BLIND_INDEX_KEY", base64.b64encode(os.urandom(32)).decode())
+        monkeypatch.setenv("RADLOOP_SIGNATURE_KEYS", "s1:" + base64.b64encode(os.urandom(32)).decode())
     reset_settings_cache()
 
 
@@ -30,6 +33,8 @@ def test_demo_users_and_default_keys_are_all_named(sqlite_database, monkeypatch)
             check_production(get_settings(), s)
     text = "\n".join(found)
     assert "RADLOOP_CODEC_KEYS" in text and "RADLOOP_AUDIT_CHECKPOINT_KEYS" in text
+    assert "RADLOOP_FIELD_KEYS" in text and "RADLOOP_BLIND_INDEX_KEY" in text
+    assert "RADLOOP_SIGNATURE_KEYS" in text
     assert "development tokens: " in text and "auditor" in text
     assert "demo accounts present" in text
 

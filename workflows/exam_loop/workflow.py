@@ -17,6 +17,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.booking import SlotBooked, SlotBookingRequest, SlotRelease, book_exam_slot, release_exam_slot
+    from activities.check_in import CheckInAsk, CheckInRecord, check_in_requirements, record_check_in
     from activities.critical import (
         LadderRequest,
         PlanRequest,
@@ -38,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.loop_steps import StepAdvance, advance_loop_step
     from activities.notifications import Notice, send_notification
     from activities.orders import OrderFix, OrderRef, StepChange, apply_order_fix, run_order_qc, set_order_step
+    from activities.order_changes import OrderChangeWrite, apply_order_change
     from activities.reports import (
         PublishRequest,
         ReportDraft,
@@ -62,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
         write_worklist_entry,
     )
     from activities.tasks import CancelTasks, cancel_open_tasks
+    from domain.booking.rules import Channel
     from domain.enums import ImageGrade, LoopStep, Priority, Role, TaskType
     from domain.loop import (
         EXAM_LOOP_WORKFLOW,
@@ -80,13 +84,18 @@ with workflow.unsafe.imports_passed_through():
         TaskOutcome,
         critical_value_workflow_id,
     )
-    from domain.search_attributes import SA_CRITICAL, SA_STEP
+    from domain.order_changes import OrderChange, PatientMerged
+    from domain.scheduling import as_utc
+    from domain.search_attributes import SA_CRITICAL, SA_PATIENT, SA_STEP
     from domain.task_forms import PerformExamForm
+    from services.booking import PatientFacts
     from workflows.critical_value.workflow import CriticalValueWorkflow
-    from workflows.human_tasks import TaskBook
     from workflows.db_writes import LOCAL_DB_WRITES, run_db
+    from workflows.human_tasks import TaskBook
     from workflows.options import HL7_DELIVERY_ACTIVITY, NOTIFY_ACTIVITY
 
+BOOKING_SLOT_POOL = "booking-slot-pool"
+CHECK_IN_CONSENT = "check-in-consent"
 BEFORE_EXAM = {LoopStep.order_qc, LoopStep.order_fix, LoopStep.scheduling, LoopStep.scheduled, LoopStep.arrived}
 SYSTEM = "system"
 
@@ -116,6 +125,10 @@ class ExamLoopWorkflow:
         self.cancel_req: CancelRequest | None = None
         self.reschedule_req: RescheduleRequest | None = None
         self.booking: Booking | None = None
+        self.slot: SlotBooked | None = None  # the slot-pool booking (loops after booking-slot-pool)
+        self.booking_gen = 0  # bumped per slot-pool booking: a reminder for an older one stands down
+        self.facts = PatientFacts()  # what the registrar told booking (eGFR, MR screening, patient type)
+        self.check_in_needs: list[str] = []  # consents/notices check-in requires (check-in-consent)
         self.compensations: list[str] = []
         self.exam_attempt = 1
         self.exam_state = "not_started"  # not_started | started | completed
@@ -137,6 +150,7 @@ class ExamLoopWorkflow:
         self.hl7_seq = 0
         self.hl7_sender: asyncio.Task | None = None
         self.correction_count = 0
+        self.merges: list[str] = []  # merge IDs this loop followed (patient_merged is idempotent)
 
     # ==== the loop ====================================================================
     @workflow.run
@@ -192,11 +206,17 @@ class ExamLoopWorkflow:
             )
 
     # ---- 2-3. appointment and check-in (R5.3, R6.1.5, R6.3) ------------------------------
-    async def _book(self, not_before) -> None:
+    async def _book(self, not_before) -> bool:
         req = BookingRequest(key=self._key(), accession_number=self.inp.accession_number,
                              modality=self.inp.modality, not_before=not_before)
+        pool = False
         if self.inp.priority == Priority.stat:
             self.booking = await run_db(first_room_for, req)
+        elif workflow.patched(BOOKING_SLOT_POOL):
+            # The hospital-wide slot pool with its rules (R5.3); a refusal goes to a person.
+            pool = True
+            if not await self._book_from_pool(not_before):
+                return False
         else:
             self.booking = await run_db(book_earliest_slot, req)
             self._push_compensation("release_slot")
@@ -208,18 +228,92 @@ class ExamLoopWorkflow:
         self._push_compensation("withdraw_worklist")
         when = "now (stat)" if self.inp.priority == Priority.stat else self.booking.start_at.isoformat()
         await self._advance(LoopStep.scheduled, status="scheduled", summary=f"{self.booking.room_name} at {when}")
+        if pool and self.slot is not None:
+            # Receipt now, reminder before arrival (R5.3.3, R5.3.5).
+            await self._tell("patient", self.inp.patient_id, "Appointment booked", self.slot.receipt, purpose="receipt")
+            if self.slot.remind_at is not None and self.slot.remind_at > workflow.now():
+                asyncio.create_task(self._remind(self.slot, self.booking_gen))
+        return True
+
+    async def _book_from_pool(self, not_before) -> bool:
+        """Book the earliest feasible slot; on NoSlot a registrar supplies what was missing, picks
+        a time or cancels (False: the loop is being cancelled)."""
+        ask = SlotBookingRequest(key=self._key(), accession_number=self.inp.accession_number,
+                                 not_before=not_before, facts=self.facts)
+        while True:
+            try:
+                self.slot = await run_db(book_exam_slot, ask)
+                break
+            except (ActivityError, ApplicationError) as err:
+                # A local activity fails with the ApplicationError itself, an ordinary one wraps it.
+                cause = err.cause if isinstance(err, ActivityError) else err
+                if not isinstance(cause, ApplicationError) or cause.type != "NoSlot":
+                    raise
+                reasons = list(cause.details[0]) if cause.details else []
+                await self._event("booking_refused", f"no slot: {cause.message}", SYSTEM)
+                task = await self.tasks.open_task(TaskType.schedule_exam, context={
+                    "reason": cause.message, "reasons": reasons, "not_before": as_utc(not_before).isoformat()})
+                await workflow.wait_condition(lambda: task in self.tasks.done or self.cancel_req is not None)
+                if self.cancel_req is not None:
+                    return False
+                await self.tasks.close(task)
+                form, who = self.tasks.form(task), self.tasks.actor(task)
+                if form.action == "cancel":
+                    self.cancel_req = CancelRequest(actor=who, reason=form.reason)
+                    return False
+                if form.not_before is not None:
+                    not_before = max(workflow.now(), as_utc(form.not_before))
+                known = self.facts  # a field left empty keeps what an earlier task said
+                self.facts = PatientFacts(
+                    patient_type=form.patient_type,
+                    egfr=form.egfr if form.egfr is not None else known.egfr,
+                    egfr_at=form.egfr_at if form.egfr is not None else known.egfr_at,
+                    mr_screening=form.mr_screening if form.mr_screening != "not_done" else known.mr_screening)
+                ask = SlotBookingRequest(
+                    key=self._key(), accession_number=self.inp.accession_number, not_before=not_before,
+                    facts=self.facts, actor=who.user_id,
+                    channel=Channel.nurse_station if who.role == Role.nurse else Channel.centre,
+                    segment_id=form.segment_id if form.action == "choose" else None)
+        s = self.slot
+        self.booking = Booking(room_id=s.room_id, room_name=s.room_name, start_at=s.start_at, end_at=s.end_at,
+                               station_ae_title=s.station_ae_title)
+        self.booking_gen += 1
+        self._push_compensation("release_exam_slot")
+        return True
+
+    async def _remind(self, slot: SlotBooked, gen: int) -> None:
+        """Durable timer: remind the patient before arrival, unless the booking was changed or
+        cancelled or the patient has already checked in."""
+        assert slot.remind_at is not None
+        try:
+            await workflow.wait_condition(
+                lambda: gen != self.booking_gen or self.cancel_req is not None or self.reschedule_req is not None
+                or self.step not in (LoopStep.scheduling, LoopStep.scheduled),
+                timeout=slot.remind_at - workflow.now())
+        except asyncio.TimeoutError:
+            await self._tell("patient", self.inp.patient_id, "Exam reminder",
+                             "Reminder: your exam is coming up.\n\n" + slot.receipt, purpose="reminder")
 
     async def _schedule_and_check_in(self) -> bool:
         if self.cancel_req is not None:
             return False
-        await self._book(workflow.now())
+        if not await self._book(workflow.now()):
+            return False
+        extra: dict[str, Any] = {}
+        consent_check = workflow.patched(CHECK_IN_CONSENT)
+        if consent_check:
+            # What the patient must sign before passing check-in (R6.1.4); the validator enforces it.
+            needs = await run_db(check_in_requirements, CheckInAsk(accession_number=self.inp.accession_number,
+                                                                   at=workflow.now()))
+            self.check_in_needs = needs.needs
+            extra = {"required": needs.needs, "same_name_patients": needs.same_name_patients}
         while True:
             assert self.booking is not None
             due = None if self.inp.priority == Priority.stat else max(
                 self.booking.start_at - workflow.now() + timedelta(minutes=30), timedelta(minutes=30))
             task = await self.tasks.open_task(
                 TaskType.check_in, due=due,
-                context={"room": self.booking.room_name, "scheduled_start": self.booking.start_at.isoformat()},
+                context={"room": self.booking.room_name, "scheduled_start": self.booking.start_at.isoformat(), **extra},
             )
             await workflow.wait_condition(
                 lambda: task in self.tasks.done or self.cancel_req is not None or self.reschedule_req is not None)
@@ -230,11 +324,19 @@ class ExamLoopWorkflow:
                 await self.tasks.close(task, state="cancelled")
                 await self._run_compensations(f"rescheduled: {req.reason}", req.actor.user_id)
                 not_before = max(workflow.now(), req.not_before) if req.not_before else workflow.now()
-                await self._book(not_before)
+                if not await self._book(not_before):
+                    return False
                 await self._tell_orderer("Exam rescheduled", f"New time: {self.booking.start_at.isoformat()} ({req.reason})")
                 continue
             self.reschedule_req = None
             await self.tasks.close(task)
+            if consent_check:
+                form = self.tasks.form(task)
+                await run_db(record_check_in, CheckInRecord(
+                    key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(),
+                    actor=self.tasks.actor(task).user_id, identity_document_type=form.identity_document_type,
+                    signed=list(form.signed), consent_method=form.consent_method,
+                    signature_sha256=form.signature_sha256, signature_ref=form.signature_ref, witness=form.witness))
             await run_db(
                 enqueue_patient,
                 EnqueueRequest(key=self._key(), accession_number=self.inp.accession_number, room_id=self.booking.room_id,
@@ -477,6 +579,10 @@ class ExamLoopWorkflow:
             raise ApplicationError("the author of the preliminary report cannot review and sign it", type="Forbidden")
         if task_type == TaskType.perform_exam and self.exam_state == "completed":
             raise ApplicationError("the exam is already completed", type="Conflict")
+        if task_type == TaskType.check_in and self.check_in_needs:
+            missing = [n for n in self.check_in_needs if n not in c.data.get("signed", [])]
+            if missing:
+                raise ApplicationError(f"check-in needs signed first: {', '.join(missing)}", type="Invalid")
 
     @workflow.update
     async def record_exam_event(self, ev: ExamEvent) -> ActionAck:
@@ -593,6 +699,42 @@ class ExamLoopWorkflow:
         if self.correction_active:
             raise ApplicationError("a correction is already in progress", type="Conflict")
 
+    @workflow.update
+    async def change_order(self, change: OrderChange) -> ActionAck:
+        """ORC-1 XO before the exam: the order row (and scheduled worklist steps) take the new values."""
+        changed = await run_db(apply_order_change, OrderChangeWrite(
+            key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(), change=change))
+        follow = {k: v for k, v in change.changes.items()
+                  if k in ("ordering_clinician_id", "ordering_department") and k in changed and v}
+        if follow:
+            self.inp = self.inp.model_copy(update=follow)
+        return ActionAck(step=self.step, detail="order changed: " + (", ".join(changed) or "nothing"))
+
+    @change_order.validator
+    def _validate_change_order(self, change: OrderChange) -> None:
+        if change.actor.role not in (Role.clinician, Role.registrar):
+            raise ApplicationError("only the ordering side and registrars change an order", type="Forbidden")
+        if self.step not in BEFORE_EXAM or self.exam_state != "not_started":
+            raise ApplicationError(f"cannot change the order once the exam has started (step {self.step.value})",
+                                   type="Conflict")
+        if self.cancel_req is not None:
+            raise ApplicationError("the order is being cancelled", type="Conflict")
+
+    @workflow.update
+    def patient_merged(self, merged: PatientMerged) -> ActionAck:
+        """A40 or a registrar's merge (or its undoing): the loop follows the surviving patient ID."""
+        if merged.merge_id + ("/undone" if merged.undone else "") not in self.merges:
+            self.merges.append(merged.merge_id + ("/undone" if merged.undone else ""))
+            self.inp = self.inp.model_copy(update={"patient_id": merged.to_patient_id})
+            workflow.upsert_search_attributes([SA_PATIENT.value_set(merged.to_patient_id)])
+        return ActionAck(step=self.step, detail=f"patient is {self.inp.patient_id}")
+
+    @patient_merged.validator
+    def _validate_patient_merged(self, merged: PatientMerged) -> None:
+        if self.inp.patient_id not in (merged.from_patient_id, merged.to_patient_id):
+            raise ApplicationError(f"this loop's patient is {self.inp.patient_id}, not {merged.from_patient_id}",
+                                   type="Conflict")
+
     @workflow.query
     def status(self) -> LoopStatus:
         return LoopStatus(
@@ -638,13 +780,14 @@ class ExamLoopWorkflow:
                        actor=actor, kind=kind, summary=summary)
         )
 
-    async def _tell(self, kind: str, rid: str, title: str, body: str) -> bool:
+    async def _tell(self, kind: str, rid: str, title: str, body: str, purpose: str = "info") -> bool:
         """Informational notice; a failed delivery is recorded, never blocks the loop."""
         try:
             await workflow.execute_activity(
                 send_notification,
                 Notice(key=self._key(), accession_number=self.inp.accession_number, recipient_kind=kind,
-                       recipient_id=rid, title=f"{title} ({self.inp.accession_number})", body=body, at=workflow.now()),
+                       recipient_id=rid, title=f"{title} ({self.inp.accession_number})", body=body, at=workflow.now(),
+                       purpose=purpose),
                 **NOTIFY_ACTIVITY,
             )
             return True
@@ -681,6 +824,9 @@ class ExamLoopWorkflow:
                               actor=actor, reason=reason)
             if name == "release_slot":
                 await run_db(release_slot, ref)
+            elif name == "release_exam_slot":
+                await run_db(release_exam_slot, SlotRelease(key=ref.key, accession_number=ref.accession_number,
+                                                            at=ref.at, actor=actor, reason=reason))
             elif name == "withdraw_worklist":
                 await run_db(withdraw_worklist_entries, ref)
             elif name == "leave_queue":

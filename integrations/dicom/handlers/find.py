@@ -18,28 +18,38 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore
 
 from integrations.dicom.context import ListenerContext
 from integrations.dicom.handlers import mwl, qr_find
+from integrations.dicom.responses import answer, response_charset
 
 log = logging.getLogger("radloop.dicom.find")
 
 
-def _matches(sop_class: str, query: Dataset, ctx: ListenerContext) -> Iterator[Dataset]:
+def _answers(sop_class: str, query: Dataset, ctx: ListenerContext) -> list[Dataset]:
+    """Every response identifier, shaped the same way for both: requested keys, in the query's charset."""
     if sop_class == ModalityWorklistInformationFind:
-        return mwl.matches(query, ctx.settings.timezone)
-    return qr_find.matches(sop_class, query, ctx)
+        values, always = mwl.matches(query, ctx.settings.timezone), ()
+    else:
+        values, always = qr_find.matches(query, ctx.settings.ae_title), qr_find.ALWAYS_KEYS
+    charset = response_charset(query)
+    return [answer(v, query, charset, always) for v in values]
 
 
 def handle_find(event: Event, ctx: ListenerContext) -> Iterator[tuple[int, Dataset | None]]:
+    sop_class = str(event.request.AffectedSOPClassUID)
+    query = Dataset()
     try:
         query = event.identifier
-        results = list(_matches(event.request.AffectedSOPClassUID, query, ctx))
+        results = _answers(sop_class, query, ctx)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         log.warning("C-FIND refused: %s", exc)
+        ctx.auditor.queried(event.assoc, sop_class, query, None)
         yield 0xA900, None
         return
     except Exception:
         log.exception("C-FIND failed")
+        ctx.auditor.queried(event.assoc, sop_class, query, None)
         yield 0xC001, None
         return
+    ctx.auditor.queried(event.assoc, sop_class, query, len(results))
     for ds in results:
         if event.is_cancelled:
             yield 0xFE00, None

@@ -8,7 +8,6 @@ requesting and referring physician) and one Scheduled Procedure Step item
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
 from pydicom.dataset import Dataset
@@ -16,7 +15,10 @@ from pydicom.dataset import Dataset
 from core.db import session_scope
 from integrations.dicom import worklist
 from integrations.dicom.matching import da, tm, utc_aware
-from integrations.dicom.responses import Values, project, put, response_charset, to_dataset, with_charset
+from integrations.dicom.responses import Values, put, to_dataset
+from domain.procedure_tables import ScheduledStep
+from pydicom.datadict import tag_for_keyword
+from services.procedure_steps import steps_by_accession
 
 CODING_SCHEME = "99RADLOOP"
 ISSUER = "RADLOOP"
@@ -112,12 +114,30 @@ def item_dataset(item: worklist.WorklistItem, zone: ZoneInfo) -> Dataset:
     return to_dataset(item_values(item, zone))
 
 
-def matches(query: Dataset, tz: str) -> Iterator[Dataset]:
-    """Response identifiers for a worklist query, requested keys only, in the query's charset."""
+def matches(query: Dataset, tz: str) -> list[Values]:
+    """Every known return key of each scheduled step the worklist query matches."""
     q = parse_query(query)
-    charset = response_charset(query)
     zone = ZoneInfo(tz)
     with session_scope() as s:
         items = worklist.search(s, q, tz)
-    for item in items:
-        yield with_charset(project(item_values(item, zone), query), charset)
+        steps = steps_by_accession(s, [item.order.accession_number for item in items])
+    return [v for item in items for v in per_step(item_values(item, zone), steps.get(item.order.accession_number, []))]
+
+
+def per_step(values: Values, steps: list[ScheduledStep]) -> list[Values]:
+    """One item per scheduled step the order carries (OMI IPC segments), else the entry's single step."""
+    if not steps:
+        return [values]
+    sps_tag = tag_for_keyword("ScheduledProcedureStepSequence")
+    base = values[sps_tag][1][0]
+    out = []
+    for step in steps:
+        sps, v = dict(base), dict(values)
+        put(sps, "Modality", step.modality)
+        put(sps, "ScheduledProcedureStepID", step.step_id)
+        if step.protocol_code:
+            put(sps, "ScheduledProcedureStepDescription", step.protocol_name)
+            put(sps, "ScheduledProtocolCodeSequence", [_code(step.protocol_code, step.protocol_name)])
+        put(v, "ScheduledProcedureStepSequence", [sps])
+        out.append(v)
+    return out

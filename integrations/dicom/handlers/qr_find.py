@@ -1,20 +1,19 @@
 """Query/Retrieve C-FIND (Patient Root and Study Root), served from the image index.
 
-Responses carry the requested keys (responses.project) plus Query/Retrieve Level
-and Retrieve AE Title (PS3.4 C.4.1.1.3.2), in the query's character set when
-that can carry Chinese, else ISO_IR 192. Statuses are those of handlers/find.py.
+Responses carry the requested keys plus Query/Retrieve Level and Retrieve AE
+Title (PS3.4 C.4.1.1.3.2, ALWAYS_KEYS), shaped by handlers/find.py like worklist
+answers; statuses are those of handlers/find.py.
 """
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 from pydicom.dataset import Dataset
 
 from core.db import session_scope
 from domain.imaging_tables import ImagingInstance, ImagingSeries, ImagingStudy
 from integrations.dicom import qr_query
-from integrations.dicom.context import ListenerContext
-from integrations.dicom.responses import Values, project, put, response_charset, with_charset
+from integrations.dicom.responses import Values, put
+
+ALWAYS_KEYS = ("QueryRetrieveLevel", "RetrieveAETitle")
 
 
 def _patient(study: ImagingStudy) -> Values:
@@ -71,8 +70,8 @@ def instance_values(study: ImagingStudy, series: ImagingSeries, inst: ImagingIns
     return v
 
 
-def matches(sop_class: str, query: Dataset, ctx: ListenerContext) -> Iterator[Dataset]:
-    charset = response_charset(query)
+def matches(query: Dataset, ae_title: str) -> list[Values]:
+    """The index rows the query matches at its level, each with Query/Retrieve Level and Retrieve AE Title."""
     with session_scope() as s:
         level, rows = qr_query.search(s, query)
         if level == "PATIENT":
@@ -89,8 +88,5 @@ def matches(sop_class: str, query: Dataset, ctx: ListenerContext) -> Iterator[Da
             values = [instance_values(st, se, inst) for st, se, inst in rows]
     for v in values:
         put(v, "QueryRetrieveLevel", level)
-        put(v, "RetrieveAETitle", ctx.settings.ae_title)
-        ds = with_charset(project(v, query), charset)
-        ds.QueryRetrieveLevel = level
-        ds.RetrieveAETitle = ctx.settings.ae_title
-        yield ds
+        put(v, "RetrieveAETitle", ae_title)
+    return values

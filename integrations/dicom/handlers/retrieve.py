@@ -12,6 +12,9 @@ Statuses (PS3.4 C.4.2.1.5 / C.4.3.1.4, sent by pynetdicom from what we yield):
 - 0xA801 Move destination unknown: not in settings.dicom_move_destinations;
 - 0xA900 Identifier does not match SOP class: the level's unique key is missing;
 - 0xC000 Unable to process: the index could not be read.
+
+Every instance handed out counts toward the association's audit record
+(audit.py: 110104 DICOM Instances Transferred, action R, per study and destination).
 """
 from __future__ import annotations
 
@@ -22,32 +25,43 @@ from typing import Any
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import build_context
 from pynetdicom.events import Event
+from sqlmodel import col, select
 
 from core.db import session_scope
-from domain.imaging_tables import ImagingInstance
+from domain.imaging_tables import ImagingInstance, ImagingStudy
 from integrations.dicom import qr_query
 from integrations.dicom.context import ListenerContext
 from integrations.dicom.stored import StoredInstance
 
 log = logging.getLogger("radloop.dicom.retrieve")
 MAX_CONTEXTS = 128  # PS3.8: at most 128 presentation contexts per association
+Found = tuple[list[ImagingInstance], dict[str, ImagingStudy]]  # instances to send, their studies
 
 
-def _targets(event: Event) -> list[ImagingInstance]:
+def _targets(event: Event) -> Found:
     with session_scope() as s:
-        return qr_query.retrieve_targets(s, event.identifier)
+        targets = qr_query.retrieve_targets(s, event.identifier)
+        uids = {t.study_instance_uid for t in targets}
+        studies = {st.study_instance_uid: st for st in s.exec(select(ImagingStudy).where(
+            col(ImagingStudy.study_instance_uid).in_(uids)))} if uids else {}
+        return targets, studies
 
 
-def _sub_operations(event: Event, ctx: ListenerContext, targets: list[ImagingInstance]) -> Iterator[Any]:
+def _sub_operations(event: Event, ctx: ListenerContext, found: Found, destination: str = "") -> Iterator[Any]:
+    targets, studies = found
     yield len(targets)
     for inst in targets:
         if event.is_cancelled:
             yield 0xFE00, None
             return
+        study = studies.get(inst.study_instance_uid)
+        ctx.auditor.transferred(event.assoc, "sent", inst.study_instance_uid, inst.sop_class_uid, True,
+                                study.patient_id if study else "", study.accession_number if study else "",
+                                destination)
         yield 0xFF00, StoredInstance(ctx.store.path(inst.rel_path), inst.sop_class_uid, inst.sop_instance_uid)
 
 
-def _resolve(event: Event) -> tuple[list[ImagingInstance] | None, int]:
+def _resolve(event: Event) -> tuple[Found | None, int]:
     try:
         return _targets(event), 0
     except ValueError as exc:
@@ -59,12 +73,12 @@ def _resolve(event: Event) -> tuple[list[ImagingInstance] | None, int]:
 
 
 def handle_get(event: Event, ctx: ListenerContext) -> Iterator[Any]:
-    targets, status = _resolve(event)
-    if targets is None:
+    found, status = _resolve(event)
+    if found is None:
         yield 1
         yield status, None
         return
-    yield from _sub_operations(event, ctx, targets)
+    yield from _sub_operations(event, ctx, found)
 
 
 def _contexts(targets: list[ImagingInstance]) -> list[Any]:
@@ -79,16 +93,17 @@ def _contexts(targets: list[ImagingInstance]) -> list[Any]:
 
 
 def handle_move(event: Event, ctx: ListenerContext) -> Iterator[Any]:
-    destination = ctx.settings.move_destinations.get(str(event.move_destination).strip())
+    move_ae = str(event.move_destination).strip()
+    destination = ctx.settings.move_destinations.get(move_ae)
     if destination is None:
         log.warning("C-MOVE to unknown AE %r", event.move_destination)
         yield None, None  # pynetdicom answers 0xA801 Move destination unknown
         return
-    targets, status = _resolve(event)
-    if targets is None:
+    found, status = _resolve(event)
+    if found is None:
         yield destination[0], destination[1]
         yield 1
         yield status, None
         return
-    yield destination[0], destination[1], {"contexts": _contexts(targets)}
-    yield from _sub_operations(event, ctx, targets)
+    yield destination[0], destination[1], {"contexts": _contexts(found[0])}
+    yield from _sub_operations(event, ctx, found, move_ae)

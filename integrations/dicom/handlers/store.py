@@ -15,6 +15,8 @@ Statuses (PS3.4 B.2.3, PS3.7 C):
 - 0xA700 Out of resources: the store could not be written (disk full, I/O error).
 Success is answered once the file is in the store; its index row is written by
 the batching IndexWriter, flushed before the association's release is answered.
+Each instance, stored or refused, counts toward the association's audit record
+(audit.py: 110104 DICOM Instances Transferred, one per study).
 """
 from __future__ import annotations
 
@@ -45,9 +47,15 @@ def handle_store(event: Event, ctx: ListenerContext) -> int | Dataset:
     calling = str(event.assoc.requestor.ae_title).strip()
     result = ingest_spooled(ctx.store, event.dataset_path, calling, str(req.AffectedSOPClassUID or ""),
                             str(req.AffectedSOPInstanceUID or ""))
-    if result.status != 0x0000 or result.facts is None or result.rel_path is None:
+    facts = result.facts
+    ok = result.status == 0x0000 and facts is not None and result.rel_path is not None
+    ctx.auditor.transferred(event.assoc, "received", facts.study_instance_uid if facts else "",
+                            str(req.AffectedSOPClassUID or ""), ok, facts.patient_id if facts else "",
+                            facts.accession_number if facts else "")
+    if not ok:
         log.warning("refused %s from %s: %s", req.AffectedSOPInstanceUID, calling, result.reason)
         return _status(result.status, result.reason)
+    assert facts is not None and result.rel_path is not None
     ctx.index_writer.submit(index.IndexItem(
-        facts=result.facts, rel_path=result.rel_path, size=result.size, calling_ae=calling, received_at=index.now()))
+        facts=facts, rel_path=result.rel_path, size=result.size, calling_ae=calling, received_at=index.now()))
     return 0x0000

@@ -134,6 +134,7 @@ async def his(hl7_sqlite: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
     monkeypatch.setenv("RADLOOP_HIS_MLLP_HOST", "127.0.0.1")
     monkeypatch.setenv("RADLOOP_HIS_MLLP_PORT", str(port))
     monkeypatch.setenv("RADLOOP_HIS_MLLP_TIMEOUT_SECONDS", "2")
+    reset_settings_cache()
     yield his
     await his.server.close()
 

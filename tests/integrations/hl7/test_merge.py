@@ -10,13 +10,23 @@ from sqlmodel import Session, select
 from core.db import get_engine
 from domain.empi_tables import PatientMerge
 from domain.orders import OrderIn
+from domain.hl7_tables import HL7Message
 from domain.tables import DomainEvent, ExamOrder, Patient, PatientIdentifier
 from integrations.hl7.context import new_session
 from services.errors import Conflict
 from services.order_intake import record_order
 from services.patient_merge import UNMERGE_WINDOW, resolve, unmerge
 from tests.integrations.hl7.messages import ack_fields, msh, pid, seg
-from tests.support.loop_driver import order_payload
+from temporalio.testing import WorkflowEnvironment
+
+from domain.loop import exam_loop_workflow_id
+from domain.order_changes import PatientMerged
+from services.order_changes import follow_merge
+from domain.search_attributes import SA_PATIENT
+from integrations.hl7.context import InboundContext
+from tests.integrations.hl7.conftest import start_listener, temporal_nowhere
+from tests.support.loop_driver import LoopDriver, order_payload
+from worker import build_worker
 
 
 def a01(control_id: str, mrn: str, name: str) -> bytes:
@@ -45,15 +55,32 @@ async def send(listener, payload: bytes) -> tuple[str, str]:
 
 
 @pytest.fixture
-async def two_patients(listener_on_each_database):
-    offline_listener = listener_on_each_database
-    await offline_listener.send(a01("R-A", "M-A", "张^三"))
-    await offline_listener.send(a01("R-B", "M-B", "张^叁"))
+async def merge_center(database: str, ts_env: WorkflowEnvironment, task_queue: str):
+    """The listener with the real worker behind it (time-skipping Temporal), on SQLite and PostgreSQL."""
+    async def client():
+        return ts_env.client
+
+    listener = await start_listener(InboundContext(temporal=client, task_queue=task_queue))
+    async with build_worker(ts_env.client, task_queue):
+        yield listener, LoopDriver(ts_env.client, task_queue)
+    await listener.server.close()
+
+
+@pytest.fixture
+async def two_patients(merge_center):
+    listener, driver = merge_center
+    await listener.send(a01("R-A", "M-A", "张^三"))
+    await listener.send(a01("R-B", "M-B", "张^叁"))
     ids = owner("M-A"), owner("M-B")
-    order = OrderIn.model_validate(order_payload(patient={
-        "identifiers": [{"system": "MRN", "value": "M-B"}], "name": "张叁", "sex": "M", "birth_date": "1970-05-01"}))
-    placed = (await asyncio.to_thread(record_order, new_session, order)).order
-    return offline_listener, ids, placed
+    # B's order runs a real loop: the merge must reach it.
+    placed = await driver.place(patient={
+        "identifiers": [{"system": "MRN", "value": "M-B"}], "name": "张叁", "sex": "M", "birth_date": "1970-05-01"})
+    return listener, ids, placed
+
+
+async def loop_patient(env: WorkflowEnvironment, accession: str) -> str | None:
+    described = await env.client.get_workflow_handle(exam_loop_workflow_id(accession)).describe()
+    return described.typed_search_attributes.get(SA_PATIENT)
 
 
 async def test_a40_moves_identifiers_and_orders_to_the_survivor(two_patients) -> None:
@@ -111,3 +138,41 @@ async def test_unmerge_puts_back_exactly_what_moved_within_the_window(two_patien
         unmerge(new_session, record.id, "u-registrar")
     # Once undone, the same A40 may be sent again and merges again.
     assert (await send(listener, a40("M-9", "M-A", "M-B")))[0] == "AA" and owner("M-B") == a
+
+
+async def test_a40_moves_the_open_loop_to_the_surviving_patient(two_patients, ts_env) -> None:
+    listener, (a, b), placed = two_patients
+    assert await loop_patient(ts_env, placed.accession_number) == b
+    code, text = await send(listener, a40("M-L1", "M-A", "M-B"))
+    assert code == "AA", text
+    # The AA came after the loop took the new ID: its PatientId search attribute already says A.
+    assert await loop_patient(ts_env, placed.accession_number) == a
+    with Session(get_engine()) as s:
+        logged = [m for m in s.exec(select(HL7Message).where(HL7Message.control_id == "M-L1")).all()]
+    assert logged[0].summary["loops_followed"] == [placed.accession_number]
+    # Sent again (say the HIS never saw the AA): AA, and the loop is told again, harmlessly.
+    code, _ = await send(listener, a40("M-L2", "M-A", "M-B"))
+    assert code == "AA" and await loop_patient(ts_env, placed.accession_number) == a
+    # A merge that names some other patient is refused by the loop's validator, before any history.
+    stray = PatientMerged(merge_id="m-x", from_patient_id="someone", to_patient_id="else", actor="test")
+    result = await follow_merge(ts_env.client, [placed.accession_number], stray)
+    assert result.followed == [] and "not someone" in result.failed[placed.accession_number]
+    assert await loop_patient(ts_env, placed.accession_number) == a
+    # Undone (as POST /api/v1/empi/merges/{id}/undo does): the loop goes back to B.
+    undone = unmerge(new_session, merges()[0].id, "u-registrar")
+    back = await follow_merge(ts_env.client, undone.open_accessions, PatientMerged(
+        merge_id=undone.merge_id, from_patient_id=a, to_patient_id=b, actor="u-registrar", undone=True))
+    assert back.followed == [placed.accession_number] and await loop_patient(ts_env, placed.accession_number) == b
+
+
+async def test_a40_while_temporal_is_down_is_ar_and_merges_nothing(two_patients) -> None:
+    listener, (a, b), _placed = two_patients
+    down = await start_listener(InboundContext(temporal=temporal_nowhere()))
+    try:
+        code, text = await send(down, a40("M-D1", "M-A", "M-B"))
+    finally:
+        await down.server.close()
+    assert code == "AR" and "207^" in text
+    assert merges() == [] and owner("M-B") == b
+    # The resend, once Temporal is back, merges and moves the loop.
+    assert (await send(listener, a40("M-D1", "M-A", "M-B")))[0] == "AA" and owner("M-B") == a

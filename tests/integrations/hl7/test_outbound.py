@@ -5,6 +5,8 @@ import inspect
 from datetime import datetime, timezone
 
 import pytest
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.parser import parse_message
 from sqlmodel import Session
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -17,9 +19,11 @@ from activities.hl7_outbound import (
     queue_order_status,
     queue_report_message,
 )
+from core.config import reset_settings_cache
 from core.db import get_engine
 from domain.hl7_tables import HL7Message
 from domain.orders import OrderIn
+from domain.scheduling import study_instance_uid
 from domain.tables import ExamOrder, ReportVersion
 from integrations.hl7 import log as msglog
 from integrations.hl7.context import new_session
@@ -145,6 +149,7 @@ async def test_his_answers_decide_retry(his: HIS, monkeypatch) -> None:
 
 async def test_without_a_his_endpoint_nothing_is_sent(hl7_sqlite: str, monkeypatch) -> None:
     monkeypatch.delenv("RADLOOP_HIS_MLLP_HOST", raising=False)
+    reset_settings_cache()
     order = placed_order_with_reports(version(3, "valid"))
     message_id = await run(queue_report_message, ReportMessage(
         accession_number=order.accession_number, version=3, kind="final"))
@@ -155,6 +160,7 @@ async def test_without_a_his_endpoint_nothing_is_sent(hl7_sqlite: str, monkeypat
 async def test_unreachable_port_is_retryable(hl7_sqlite: str, monkeypatch) -> None:
     monkeypatch.setenv("RADLOOP_HIS_MLLP_HOST", "127.0.0.1")
     monkeypatch.setenv("RADLOOP_HIS_MLLP_PORT", str(free_port()))
+    reset_settings_cache()
     order = placed_order_with_reports(version(3, "valid"))
     message_id = await run(queue_report_message, ReportMessage(
         accession_number=order.accession_number, version=3, kind="final"))
@@ -162,3 +168,21 @@ async def test_unreachable_port_is_retryable(hl7_sqlite: str, monkeypatch) -> No
         with pytest.raises(ApplicationError):
             await run(deliver_hl7, Delivery(message_id=message_id))
         assert row(message_id).attempts == attempt
+
+
+async def test_the_his_profile_chooses_omi_o23_for_order_status(his: HIS, monkeypatch) -> None:
+    monkeypatch.setenv("RADLOOP_HIS_ORDER_STATUS_MESSAGE", "OMI^O23")
+    monkeypatch.setenv("RADLOOP_HIS_MLLP_APPLICATION", "HIS-PROFILE")
+    reset_settings_cache()
+    order = placed_order_with_reports()
+    message_id = await run(queue_order_status, OrderStatusMessage(
+        accession_number=order.accession_number, status="scheduled", seq=1))
+    assert await run(deliver_hl7, Delivery(message_id=message_id)) == "delivered"
+    (sent,) = his.messages()
+    assert str(sent.segment("MSH")[9]) == "OMI^O23^OMI_O23" and str(sent.segment("MSH")[5]) == "HIS-PROFILE"
+    assert str(sent.segment("ORC")[1]) == "SC" and str(sent.segment("ORC")[5]) == "SC"
+    ipc = sent.segment("IPC")
+    assert str(ipc[2]) == order.accession_number and str(ipc[5]) == "CT" and str(ipc[3]) == study_instance_uid(order.accession_number)
+    # hl7apy, strictly, takes it as a valid OMI_O23 (IPC is required there).
+    parsed = parse_message(row(message_id).raw.decode().replace("\n", "\r"), validation_level=VALIDATION_LEVEL.STRICT)
+    parsed.validate()

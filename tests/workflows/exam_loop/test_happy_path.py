@@ -7,9 +7,10 @@ import pytest
 from sqlmodel import Session, select
 
 from core.db import get_engine
+from domain.booking_tables import SlotBooking
+from domain.queue_tables import QueueCall, QueueTicket
 from domain.loop import LoopStatus, exam_loop_workflow_id
 from domain.tables import (
-    Appointment,
     DomainEvent,
     ExamOrder,
     ExamRecord,
@@ -41,9 +42,16 @@ async def test_order_to_published_report(ts_env, database, task_queue) -> None:
         with Session(get_engine()) as s:
             row = s.get(ExamOrder, acc)
             assert (row.step, row.status) == ("published", "reported")
-            assert s.exec(select(Appointment).where(Appointment.accession_number == acc)).one().room_id in ("CT1", "CT2")
-            assert s.exec(select(WorklistEntry).where(WorklistEntry.accession_number == acc)).one().status == "completed"
+            booked = s.exec(select(SlotBooking).where(SlotBooking.accession_number == acc)).one()
+            assert booked.room_id in ("CT1", "CT2") and (booked.state, booked.channel) == ("booked", "system")
+            worklist = s.exec(select(WorklistEntry).where(WorklistEntry.accession_number == acc)).one()
+            assert worklist.status == "completed" and worklist.room_id == booked.room_id
             assert s.exec(select(QueueEntry).where(QueueEntry.accession_number == acc)).one().state == "done"
+            # The call desk's ticket followed the loop: joined at check-in, called, finished.
+            ticket = s.exec(select(QueueTicket).where(QueueTicket.accession_number == acc)).one()
+            assert (ticket.state, ticket.queue_id, ticket.live_accession) == ("done", f"room-{booked.room_id}", None)
+            assert [c.mode for c in s.exec(select(QueueCall).where(QueueCall.ticket_id == ticket.id)
+                                           .order_by(QueueCall.id))] == ["join", "finish"]
             exam = s.exec(select(ExamRecord).where(ExamRecord.accession_number == acc)).one()
             assert exam.contrast_used and exam.contrast_agent == "iohexol" and exam.method == "CT chest plain"
             assert s.exec(select(ImageQCGrade).where(ImageQCGrade.accession_number == acc)).one().grade == "B"

@@ -7,7 +7,9 @@ from sqlmodel import Session, select
 from core.db import get_engine
 from domain.enums import Role
 from domain.loop import CancelRequest, ExamEvent, RescheduleRequest, TaskCompletion, exam_loop_workflow_id
-from domain.tables import Appointment, ExamOrder, HumanTask, NotificationAttempt, QueueEntry, WorklistEntry
+from domain.booking_tables import SlotBooking
+from domain.queue_tables import QueueTicket
+from domain.tables import ExamOrder, HumanTask, NotificationAttempt, QueueEntry, WorklistEntry
 from services import loop_commands
 from services.errors import Conflict, Forbidden, Invalid, NotFound
 from tests.support.loop_driver import LoopDriver, actor, closed_result
@@ -64,6 +66,12 @@ async def test_exam_events_follow_the_exam_state_machine(ts_env, sqlite_database
             assert s.exec(select(WorklistEntry).where(WorklistEntry.accession_number == acc)).one().status == "completed"
             exam_task = s.exec(select(HumanTask).where(HumanTask.accession_number == acc, HumanTask.task_type == "perform_exam")).one()
             assert exam_task.state == "done"
+            # Exam started = called to the room on the desk's ticket (by the loop); completed = finished.
+            from domain.queue_tables import QueueCall
+            ticket = s.exec(select(QueueTicket).where(QueueTicket.accession_number == acc)).one()
+            calls = s.exec(select(QueueCall).where(QueueCall.ticket_id == ticket.id).order_by(QueueCall.id)).all()
+            assert [(c.mode, c.actor) for c in calls] == [("join", "u-registrar"), ("select", "system"),
+                                                          ("finish", "system")]
 
 
 async def test_cancel_before_exam_runs_the_saga(ts_env, sqlite_database, task_queue, notify_sink) -> None:
@@ -78,13 +86,18 @@ async def test_cancel_before_exam_runs_the_saga(ts_env, sqlite_database, task_qu
         result = await closed_result(ts_env.client, exam_loop_workflow_id(acc))
         assert result.step == "cancelled"
         with Session(get_engine()) as s:
-            assert s.exec(select(Appointment).where(Appointment.accession_number == acc)).first() is None
+            released = s.exec(select(SlotBooking).where(SlotBooking.accession_number == acc)).one()
+            assert (released.state, released.active_accession) == ("cancelled", None)
+            assert released.ended_reason == "cancelled: patient deteriorated"
             assert s.exec(select(WorklistEntry).where(WorklistEntry.accession_number == acc)).one().status == "withdrawn"
             assert s.exec(select(QueueEntry).where(QueueEntry.accession_number == acc)).one().state == "left"
+            assert s.exec(select(QueueTicket).where(QueueTicket.accession_number == acc)).one().state == "left"
             assert s.get(ExamOrder, acc).status == "cancelled"
             assert all(t.state in ("done", "cancelled") for t in s.exec(select(HumanTask).where(HumanTask.accession_number == acc)))
             sent = s.exec(select(NotificationAttempt).where(NotificationAttempt.accession_number == acc)).all()
-            assert [n.delivered for n in sent] == [True]
+            # The patient's receipt, then the orderer's cancel notice (no reminder: it was not due yet).
+            assert sorted((n.purpose, n.recipient.split(":")[0], n.delivered) for n in sent) == [
+                ("info", "user", True), ("receipt", "patient", True)]
         assert any("patient deteriorated" in b for b in notify_sink.bodies())
         with pytest.raises((Conflict, NotFound)):
             await loop_commands.cancel(ts_env.client, acc, CancelRequest(actor=actor(Role.clinician), reason="again"))
@@ -96,22 +109,25 @@ async def test_reschedule_releases_the_old_slot(ts_env, sqlite_database, task_qu
         acc = (await d.place()).accession_number
         await d.wait_step(acc, "scheduled")
         with Session(get_engine()) as s:
-            first = s.exec(select(Appointment).where(Appointment.accession_number == acc)).one()
+            first = s.exec(select(SlotBooking).where(SlotBooking.accession_number == acc)).one()
         later = first.start_at.replace(tzinfo=None)
         from datetime import timedelta, timezone
         not_before = (later + timedelta(days=2)).replace(tzinfo=timezone.utc)
         await loop_commands.reschedule(ts_env.client, acc, RescheduleRequest(actor=actor(Role.registrar), reason="patient asked", not_before=not_before))
-        async def moved() -> Appointment:
+        async def moved() -> SlotBooking:
             import asyncio
             while True:
                 with Session(get_engine()) as s:
-                    appt = s.exec(select(Appointment).where(Appointment.accession_number == acc)).first()
-                    if appt is not None and appt.start_at.replace(tzinfo=timezone.utc) >= not_before:
-                        return appt
+                    live = s.exec(select(SlotBooking).where(SlotBooking.active_accession == acc)).first()
+                    if live is not None and live.id != first.id:
+                        return live
                 await asyncio.sleep(0.05)
         import asyncio
-        appt = await asyncio.wait_for(moved(), 10)
+        appt = await asyncio.wait_for(moved(), 30)
         assert appt.start_at.replace(tzinfo=timezone.utc) >= not_before
+        with Session(get_engine()) as s:
+            old = s.get(SlotBooking, first.id)
+            assert (old.state, old.ended_reason) == ("cancelled", "rescheduled: patient asked")
         await d.wait_step(acc, "scheduled")
         tid = await d.wait_task(exam_loop_workflow_id(acc), "check_in")
         assert tid.endswith("/check_in/2")
@@ -153,7 +169,7 @@ async def test_stat_order_skips_booking(ts_env, sqlite_database, task_queue) -> 
         acc = (await d.place(priority="stat")).accession_number
         await d.wait_step(acc, "scheduled")
         with Session(get_engine()) as s:
-            assert s.exec(select(Appointment).where(Appointment.accession_number == acc)).first() is None
+            assert s.exec(select(SlotBooking).where(SlotBooking.accession_number == acc)).first() is None
             assert s.exec(select(WorklistEntry).where(WorklistEntry.accession_number == acc)).one().room_id == "CT1"
             check_in = s.exec(select(HumanTask).where(HumanTask.accession_number == acc)).one()
             assert check_in.priority_rank == 1

@@ -1,0 +1,1 @@
+"""One module per page group; each has an APIRouter using `web.route.PageRoute`."""
