@@ -197,6 +197,9 @@ def serve(settings: Settings, sweeper: bool = True,
     server = _serve_with(ae, ctx, (host, settings.dicom_port), handlers, shared_port.server_for(listening))
 
     def stop(*_: Any) -> None:
+        # Once: a child gets SIGTERM from the launcher's process group and again from its parent,
+        # and a second interrupt would cut short the flushes below.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)

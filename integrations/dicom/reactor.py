@@ -49,6 +49,7 @@ BATCH_BYTES = 1 << 20  # P-DATA PDUs sent in one write, at most
 class WakeableDUL(DULServiceProvider):
     _wake_r: socket.socket
     _wake_w: socket.socket
+    _waiting = False  # set before the reactor looks at its queues and waits; a wake-up is only needed then
 
     def _init_wakeup(self) -> None:
         self._wake_r, self._wake_w = socket.socketpair()
@@ -80,6 +81,8 @@ class WakeableDUL(DULServiceProvider):
         return True
 
     def _wake(self) -> None:
+        if not self._waiting:  # the reactor will look at its queues before it waits again
+            return
         try:
             self._wake_w.send(b"\x00")
         except OSError:  # a wake-up is already pending (buffer full) or the reactor has ended
@@ -113,6 +116,13 @@ class WakeableDUL(DULServiceProvider):
 
     def _idle_wait(self) -> None:
         """Block until the peer sent something, a primitive is queued, a wake-up came, or a tick passed."""
+        self._waiting = True  # before looking: a primitive queued after the look then writes a wake-up
+        try:
+            self._wait_for_work()
+        finally:
+            self._waiting = False
+
+    def _wait_for_work(self) -> None:
         if self.to_provider_queue.queue or self.event_queue.queue or self._kill_thread:
             return
         waitables: list[Any] = [self._wake_r]
