@@ -28,6 +28,10 @@ class OrderChange(BaseModel):
     reason: str = ""
 
 
+# How the loop answers a change it did not apply because the exam had started (a task was opened).
+SENT_TO_REVIEW = "the exam has started: the change went to a person"
+
+
 class PatientMerged(BaseModel):
     """The loop's patient was merged into another (or the merge undone): follow the surviving ID."""
 

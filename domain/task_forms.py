@@ -197,6 +197,13 @@ class ExportApprovalForm(_Form):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class OrderChangeReviewForm(_Form):
+    """What a radiologist or registrar did about an order change that came after the exam started."""
+
+    decision: Literal["noted", "amend_report", "declined"]
+    comment: str = Field(min_length=1, max_length=2000)
+
+
 class TaskSpec(BaseModel):
     task_type: TaskType
     title: str
@@ -228,6 +235,7 @@ TASK_SPECS: dict[TaskType, TaskSpec] = {
         TaskSpec(task_type=TaskType.critical_response, title="Record action on critical value", roles=[_R.clinician], form=CriticalResponseForm, due=timedelta(minutes=30)),
         TaskSpec(task_type=TaskType.critical_phone_call, title="Phone the clinician: critical value", roles=[_R.radiologist, _R.senior_radiologist, _R.resident, _R.nurse], form=CriticalPhoneCallForm, due=timedelta(minutes=5)),
         TaskSpec(task_type=TaskType.schedule_exam, title="Book a time for the exam (no slot found)", roles=[_R.registrar, _R.nurse], form=ScheduleExamForm, due=timedelta(hours=4)),
+        TaskSpec(task_type=TaskType.order_change_review, title="Order changed after the exam started", roles=[_R.radiologist, _R.senior_radiologist, _R.registrar], form=OrderChangeReviewForm, due=timedelta(hours=4)),
         TaskSpec(task_type=TaskType.export_approval, title="Approve bulk data export", roles=[_R.manager], form=ExportApprovalForm, due=timedelta(days=3)),
     ]
 }

@@ -7,8 +7,8 @@ rows are committed and the workflow exists.
 
 Field mapping (ORC/OBR are read the same way for both message types):
 - ORC-1 order control: NW new, CA cancel, XO change (the whole order as it should
-  be now: the loop's `change_order` update applies the difference before the exam
-  and refuses it once the exam started, AE 206; modality or priority changes are
+  be now: the loop's `change_order` update applies the difference before the exam;
+  once the exam started it opens a task for a person instead (AA, the row unchanged); modality or priority changes are
   AE 103: cancel and reorder); anything else is AE (table value not found);
 - ORC-2.1 (else OBR-2.1) placer order number; ORC-2.2 namespace, else MSH-3, is
   the placing system (REST's `placer_system`); ORC-3.1 filler number = accession;
@@ -40,7 +40,7 @@ from sqlmodel import Session, select
 from core.db import get_engine
 from domain.enums import Role
 from domain.loop import Actor, CancelRequest
-from domain.order_changes import OrderChange
+from domain.order_changes import SENT_TO_REVIEW, OrderChange
 from domain.orders import OrderIn
 from domain.orders import PatientIdentifier as IdentifierIn
 from domain.tables import ExamOrder, Patient, PatientIdentifier, Room
@@ -385,6 +385,9 @@ async def change_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[st
     except Exception as err:  # noqa: BLE001 - Temporal unreachable mid-call: the resend retries
         raise reject("AR", ErrorCode.internal_error, f"the change could not be delivered now: {err}",
                      transient=True) from err
+    if ack.detail.startswith(SENT_TO_REVIEW):  # after the exam: a person decides, nothing changed here
+        summary["sent_to_review"] = True
+        return Outcome(text=f"{ack.detail}, {row.accession_number}")
     if steps_changed:  # the loop admitted the change (before the exam): the worklist offers the new steps
         await asyncio.to_thread(record_steps, ctx.sessions, row.accession_number, steps)
         summary["scheduled_steps"] = [st.step_id for st in steps]

@@ -84,7 +84,7 @@ with workflow.unsafe.imports_passed_through():
         TaskOutcome,
         critical_value_workflow_id,
     )
-    from domain.order_changes import OrderChange, PatientMerged
+    from domain.order_changes import SENT_TO_REVIEW, OrderChange, PatientMerged
     from domain.scheduling import as_utc
     from domain.search_attributes import SA_CRITICAL, SA_PATIENT, SA_STEP
     from domain.task_forms import PerformExamForm
@@ -151,6 +151,7 @@ class ExamLoopWorkflow:
         self.hl7_sender: asyncio.Task | None = None
         self.correction_count = 0
         self.merges: list[str] = []  # merge IDs this loop followed (patient_merged is idempotent)
+        self.side_tasks: set[str] = set()  # tasks beside the main path (order change after the exam)
 
     # ==== the loop ====================================================================
     @workflow.run
@@ -173,6 +174,7 @@ class ExamLoopWorkflow:
         await self._correction_window()
         for child in self.children:
             await child
+        await workflow.wait_condition(lambda: not self.side_tasks)  # no command when none is open
         await self._advance(LoopStep.closed, status="closed", summary="loop closed")
         await self._drain_hl7()
         return self.status()
@@ -701,7 +703,18 @@ class ExamLoopWorkflow:
 
     @workflow.update
     async def change_order(self, change: OrderChange) -> ActionAck:
-        """ORC-1 XO before the exam: the order row (and scheduled worklist steps) take the new values."""
+        """ORC-1 XO before the exam: the order row (and scheduled worklist steps) take the new values;
+        after it started, what was done cannot be rewritten: a person decides (a task)."""
+        if self.step not in BEFORE_EXAM or self.exam_state != "not_started":
+            task = await self.tasks.open_task(TaskType.order_change_review, context={
+                "changes": change.changes, "source": change.source, "reason": change.reason,
+                "requested_by": change.actor.user_id, "step": self.step.value})
+            await self._event("order_change_requested",
+                              f"order change after the exam started ({', '.join(sorted(change.changes))}): {task}",
+                              change.actor.user_id)
+            self.side_tasks.add(task)
+            asyncio.create_task(self._close_side_task(task, "order_change_reviewed"))
+            return ActionAck(step=self.step, detail=f"{SENT_TO_REVIEW} ({task})")
         changed = await run_db(apply_order_change, OrderChangeWrite(
             key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(), change=change))
         follow = {k: v for k, v in change.changes.items()
@@ -714,9 +727,8 @@ class ExamLoopWorkflow:
     def _validate_change_order(self, change: OrderChange) -> None:
         if change.actor.role not in (Role.clinician, Role.registrar):
             raise ApplicationError("only the ordering side and registrars change an order", type="Forbidden")
-        if self.step not in BEFORE_EXAM or self.exam_state != "not_started":
-            raise ApplicationError(f"cannot change the order once the exam has started (step {self.step.value})",
-                                   type="Conflict")
+        if self.step in (LoopStep.closed, LoopStep.cancelled):
+            raise ApplicationError(f"the loop is {self.step.value}: the order cannot change", type="Conflict")
         if self.cancel_req is not None:
             raise ApplicationError("the order is being cancelled", type="Conflict")
 
@@ -794,6 +806,15 @@ class ExamLoopWorkflow:
         except ActivityError:
             return False
 
+    async def _close_side_task(self, task: str, kind: str) -> None:
+        """Wait for a task opened beside the main path, close its row, record what the person decided."""
+        await workflow.wait_condition(lambda: task in self.tasks.done or task not in self.side_tasks)
+        if task in self.tasks.done:
+            await self.tasks.close(task)
+            form, who = self.tasks.form(task), self.tasks.actor(task)
+            await self._event(kind, f"{form.decision}: {form.comment}", who.user_id)
+        self.side_tasks.discard(task)
+
     async def _tell_orderer(self, title: str, body: str) -> bool:
         return await self._tell("user", self.inp.ordering_clinician_id, title, body)
 
@@ -840,6 +861,7 @@ class ExamLoopWorkflow:
         actor = req.actor.user_id if req else SYSTEM
         await run_db(cancel_open_tasks, CancelTasks(workflow_id=self.wid, at=workflow.now()))
         self.tasks.open.clear()
+        self.side_tasks.clear()
         await self._run_compensations(f"cancelled: {reason}", actor)
         await self._tell_orderer("Order cancelled", f"The exam order was cancelled: {reason}")
         await self._advance(LoopStep.cancelled, status="cancelled", summary=f"cancelled: {reason}", actor=actor)

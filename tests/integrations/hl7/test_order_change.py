@@ -1,10 +1,14 @@
 """ORC-1 XO over a real socket into real loops: applied before the exam, refused (AE/CE) after it."""
 from __future__ import annotations
 
+import asyncio
+
 from sqlmodel import Session, select
 
 from core.db import get_engine
-from domain.tables import DomainEvent, WorklistEntry
+from domain.enums import Role
+from domain.loop import exam_loop_workflow_id
+from domain.tables import DomainEvent, HumanTask, WorklistEntry
 from tests.integrations.hl7.messages import ack_fields, err_segments, orm
 from tests.integrations.hl7.test_orders_mllp import accession_of, center, order_row  # noqa: F401 - fixture
 
@@ -40,7 +44,7 @@ async def test_xo_before_the_exam_changes_the_order_and_its_worklist_step(center
     assert len(events(accession, "order_changed")) == 1
 
 
-async def test_xo_after_the_exam_started_is_ae_and_changes_nothing(center, hl7_sqlite) -> None:
+async def test_xo_after_the_exam_started_opens_a_task_and_changes_nothing(center, hl7_sqlite) -> None:
     ack = await center.listener.send(orm("NW", placer="PXO2", control_id="XO-0101").encode())
     accession = accession_of(ack)
     await center.driver.check_in(accession)
@@ -48,15 +52,25 @@ async def test_xo_after_the_exam_started_is_ae_and_changes_nothing(center, hl7_s
     await center.driver.wait_step(accession, "image_qc")
     late = await center.listener.send(
         orm("XO", placer="PXO2", control_id="XO-0102", obr_extra={31: "^too late"}).encode())
-    assert ack_fields(late)["MSA"][1] == "AE"
-    [err] = err_segments(late)
-    assert "206^" in err and "cannot change the order once the exam has started" in err
+    assert ack_fields(late)["MSA"][1] == "AA", late
+    assert "went to a person" in ack_fields(late)["MSA"][3]
+    # What was done is not rewritten: the row keeps its values; a radiologist or registrar decides.
     assert order_row("PXO2").clinical_purpose == "排除肺部感染" and not events(accession, "order_changed")
-    # Enhanced mode asks for an accept ACK: the same refusal is CE.
-    enhanced = await center.listener.send(
-        orm("XO", placer="PXO2", control_id="XO-0103", obr_extra={31: "^too late"},
-            msh_extra={15: "AL", 16: "NE"}).encode())
-    assert ack_fields(enhanced)["MSA"][1] == "CE"
+    (requested,) = events(accession, "order_change_requested")
+    assert "clinical_purpose" in requested.summary
+    task_id = await center.driver.wait_task(exam_loop_workflow_id(accession), "order_change_review")
+    with Session(get_engine()) as s:
+        row = s.get(HumanTask, task_id)
+        assert row is not None and row.state == "open" and "radiologist" in row.roles
+        assert row.context["changes"]["clinical_purpose"] == "too late"
+    await center.driver.complete(accession, "order_change_review", Role.radiologist,
+                                 {"decision": "amend_report", "comment": "purpose noted in the report"})
+    for _ in range(200):
+        if events(accession, "order_change_reviewed"):
+            break
+        await asyncio.sleep(0.1)
+    (reviewed,) = events(accession, "order_change_reviewed")
+    assert reviewed.summary.startswith("amend_report") and reviewed.actor == "u-radiologist"
 
 
 async def test_xo_refusals_name_the_field(center, hl7_sqlite) -> None:
