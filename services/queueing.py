@@ -8,6 +8,7 @@ row; the displays' feed watches that log.
 """
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -29,6 +30,8 @@ from domain.queueing.policy import DEFAULT_POLICY, PatientTraits
 from domain.booking.check_in import age_on
 from domain.tables import ExamOrder, NotificationAttempt, Patient, utcnow
 from services.errors import Conflict, NotFound
+
+log = logging.getLogger("radloop.queueing")
 
 ATTEMPTS = 5
 NO_SYNC = {"synchronize_session": False}
@@ -315,8 +318,9 @@ def loop_state(accession_number: str, state: str, actor: str, room_id: str | Non
         return
     try:
         act(ticket.id, mode, actor, room_id=room_id)
-    except Conflict:
-        pass  # a terminal moved the ticket meanwhile; the desk's action stands
+    except Conflict as err:
+        # A desk or terminal moved the ticket meanwhile: the person's action stands over the loop's.
+        log.info("queue ticket %s not moved to %s by the loop: %s", ticket.id, mode, err.reason)
 
 
 def board(room_id: str) -> BoardLine:

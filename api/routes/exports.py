@@ -8,6 +8,7 @@ refused and leaves its own audit record with the reason.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, BinaryIO
@@ -38,6 +39,7 @@ from services import exports as svc
 from services.errors import Conflict, Forbidden, Invalid, NotFound
 from services.loop_commands import complete_task
 
+log = logging.getLogger("radloop.exports")
 router = APIRouter(prefix="/api/v1/exports", tags=["exports"])
 
 Requester = Annotated[User, Depends(require(Permission.export_request))]
@@ -143,7 +145,9 @@ async def _start(client: Client, inp: ExportInput) -> None:
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except WorkflowAlreadyStartedError:
-        pass  # a finished export is not restarted by a resent request
+        # A resent request for an export whose workflow has already ended: the stored row answers
+        # (REJECT_DUPLICATE), the export is not run a second time.
+        log.info("export %s already ran; not restarted", inp.export_id)
 
 
 @router.post("", response_model=ExportPublic, status_code=status.HTTP_201_CREATED,

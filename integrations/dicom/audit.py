@@ -16,8 +16,6 @@ refuses a record; `flush()` drains the queue at shutdown.
 """
 from __future__ import annotations
 
-import logging
-import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,8 +25,8 @@ from pydicom.dataset import Dataset
 from pynetdicom.association import Association
 
 from security.audit import AuditEvent
+from security.audit_writer import BackgroundAuditWriter
 
-log = logging.getLogger("radloop.dicom.audit")
 
 TRANSFERRED, QUERY, SECURITY_ALERT = "110104", "110112", "110113"
 NODE_AUTHENTICATION = "110126"
@@ -68,12 +66,9 @@ class DicomAuditor:
     """Gathers an association's transfers and writes audit records off the DIMSE threads."""
 
     def __init__(self, record: Callable[[AuditEvent], Any]) -> None:
-        self._record = record
         self._tallies: dict[int, _Tally] = {}
         self._lock = threading.Lock()
-        self._queue: queue.Queue[AuditEvent] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="dicom-audit", daemon=True)
-        self._thread.start()
+        self._writer = BackgroundAuditWriter(record, "dicom-audit")
 
     # ---- what handlers report ------------------------------------------------------------
     def _tally(self, assoc: Association) -> _Tally:
@@ -105,7 +100,7 @@ class DicomAuditor:
                 continue
             if value not in (None, ""):
                 keys[keyword] = str(value)[:128]
-        self._queue.put(AuditEvent(
+        self._writer.submit(AuditEvent(
             username=_ae(assoc.requestor.ae_title), source=peer_of(assoc), event_type="dicom_query",
             event_id=QUERY, action="E", object_type="sop_class", object_id=sop_class,
             outcome="success" if matches is not None else "failure",
@@ -114,7 +109,7 @@ class DicomAuditor:
 
     def refused(self, calling_ae: str, called_ae: str, peer: str, reason: str) -> None:
         """An association or connection refused (security alert: node authentication)."""
-        self._queue.put(AuditEvent(
+        self._writer.submit(AuditEvent(
             username=calling_ae or None, source=peer, event_type="dicom_association_refused",
             event_id=SECURITY_ALERT, action="E", object_type="ae_title", object_id=called_ae or None,
             outcome="failure",
@@ -134,30 +129,12 @@ class DicomAuditor:
                 "patient_id": t.patient_id, "accession_number": t.accession}
             if destination:
                 detail["destination"] = destination
-            self._queue.put(AuditEvent(
+            self._writer.submit(AuditEvent(
                 username=tally.calling_ae, source=tally.peer, event_type="dicom_instances_transferred",
                 event_id=TRANSFERRED, action="C" if direction == "received" else "R",
                 object_type="study", object_id=study_uid,
                 outcome="success" if t.failed == 0 else "failure", detail=detail))
 
-    # ---- writing ---------------------------------------------------------------------------
-    def _run(self) -> None:
-        while True:
-            event = self._queue.get()
-            try:
-                self._record(event)  # AuditTrail.record never raises; it spools instead
-            except Exception:
-                log.exception("audit record %s not written", event.event_uuid)
-            finally:
-                self._queue.task_done()
-
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued record is written (tests, shutdown); False on timeout."""
-        done = threading.Event()
-
-        def wait() -> None:
-            self._queue.join()
-            done.set()
-
-        threading.Thread(target=wait, daemon=True).start()
-        return done.wait(timeout)
+        return self._writer.flush(timeout)

@@ -13,16 +13,13 @@ Inbound records go through a background writer, so no ACK waits on the audit sto
 """
 from __future__ import annotations
 
-import logging
-import queue
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from domain.hl7_tables import HL7Message
 from security.audit import AuditEvent, AuditTrail
+from security.audit_writer import BackgroundAuditWriter
 
-log = logging.getLogger("radloop.hl7.audit")
 
 IMPORT, EXPORT = "110107", "110106"
 ACCEPTED = {"AA", "CA"}
@@ -62,35 +59,8 @@ def record_sent(row: HL7Message, peer: str) -> None:
     AuditTrail.from_settings().record(sent_event(row, peer))
 
 
-class HL7Auditor:
+class HL7Auditor(BackgroundAuditWriter):
     """Writes inbound audit records on one background thread (the trail spools when the database is down)."""
 
     def __init__(self, record: Callable[[AuditEvent], Any] | None = None) -> None:
-        self._record = record or (lambda event: AuditTrail.from_settings().record(event))
-        self._queue: queue.Queue[AuditEvent] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="hl7-audit", daemon=True)
-        self._thread.start()
-
-    def submit(self, event: AuditEvent) -> None:
-        self._queue.put(event)
-
-    def _run(self) -> None:
-        while True:
-            event = self._queue.get()
-            try:
-                self._record(event)  # AuditTrail.record never raises; it spools instead
-            except Exception:  # noqa: BLE001 - a bug here must not stop the writer
-                log.exception("audit record %s not written", event.event_uuid)
-            finally:
-                self._queue.task_done()
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued record is written (tests, shutdown); False on timeout."""
-        done = threading.Event()
-
-        def wait() -> None:
-            self._queue.join()
-            done.set()
-
-        threading.Thread(target=wait, daemon=True).start()
-        return done.wait(timeout)
+        super().__init__(record or (lambda event: AuditTrail.from_settings().record(event)), "hl7-audit")

@@ -274,7 +274,8 @@ def _find_order(sessions: SessionFactory, placer_system: str, placer_number: str
         return _find_order_in(s, placer_system, placer_number, filler)
 
 
-async def cancel_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, Any]) -> Outcome:
+def _order_keys(msg: ParsedMessage, summary: dict[str, Any]) -> tuple[str, str, str]:
+    """(placing system, placer order number, filler number = accession) of CA/XO; AE when neither number."""
     orc, obr = msg.first("ORC"), msg.first("OBR")
     placer_number = _first(msg.get(orc, 2), msg.get(obr, 2))
     placer_system = _first(msg.get(orc, 2, 2), msg.get(obr, 2, 2), msg.header.sending_application, "HIS")
@@ -283,10 +284,20 @@ async def cancel_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[st
     if not placer_number and not filler:
         raise reject("AE", ErrorCode.required_field_missing, "ORC-2 placer or ORC-3 filler order number is required",
                      Location("ORC", 2))
+    return placer_system, placer_number, filler
+
+
+def _no_such_order(placer_system: str, placer_number: str, filler: str) -> HL7Reject:
+    return reject("AE", ErrorCode.unknown_key,
+                  f"no order {placer_system}:{placer_number or '-'} / accession {filler or '-'}", Location("ORC", 2))
+
+
+async def cancel_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, Any]) -> Outcome:
+    placer_system, placer_number, filler = _order_keys(msg, summary)
+    orc = msg.first("ORC")
     row = await asyncio.to_thread(_find_order, ctx.sessions, placer_system, placer_number, filler)
     if row is None:
-        raise reject("AE", ErrorCode.unknown_key,
-                     f"no order {placer_system}:{placer_number or '-'} / accession {filler or '-'}", Location("ORC", 2))
+        raise _no_such_order(placer_system, placer_number, filler)
     summary.update(accession_number=row.accession_number, patient_id=row.patient_id)
     if row.status == "cancelled":
         return Outcome(text=f"order {row.accession_number} already cancelled")
@@ -325,21 +336,15 @@ def _order_and_patient(sessions: SessionFactory, placer_system: str, placer_numb
 
 
 async def change_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, Any]) -> Outcome:
-    """ORC-1 XO: the order as it should be now; the loop applies the difference before the exam, else AE."""
+    """ORC-1 XO: the order as it should be now; the loop applies the difference before the exam,
+    after it a person decides (an order_change_review task)."""
     if msg.first("OBR") is None:
         raise reject("AE", ErrorCode.segment_sequence, "OBR segment is required for an order change", Location("OBR"))
-    orc, obr = msg.first("ORC"), msg.first("OBR")
-    placer_number = _first(msg.get(orc, 2), msg.get(obr, 2))
-    placer_system = _first(msg.get(orc, 2, 2), msg.get(obr, 2, 2), msg.header.sending_application, "HIS")
-    filler = _first(msg.get(orc, 3), msg.get(obr, 3))
-    summary["placer_order_number"] = placer_number
-    if not placer_number and not filler:
-        raise reject("AE", ErrorCode.required_field_missing, "ORC-2 placer or ORC-3 filler order number is required",
-                     Location("ORC", 2))
+    placer_system, placer_number, filler = _order_keys(msg, summary)
+    orc = msg.first("ORC")
     found = await asyncio.to_thread(_order_and_patient, ctx.sessions, placer_system, placer_number, filler)
     if found is None:
-        raise reject("AE", ErrorCode.unknown_key,
-                     f"no order {placer_system}:{placer_number or '-'} / accession {filler or '-'}", Location("ORC", 2))
+        raise _no_such_order(placer_system, placer_number, filler)
     row, patient = found
     summary.update(accession_number=row.accession_number, patient_id=row.patient_id)
     # The patient is not what XO changes (A08 does): the order's own patient fills PatientIn.
