@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlmodel import select
 from temporalio import activity
 
 from activities.events import EventInput, write_event
 from core.db import session_scope
+from domain.loop import PerformedSeriesRef
 from domain.tables import ExamRecord, ImageQCGrade
 
 
@@ -25,6 +26,9 @@ class ExamProgress(BaseModel):
     contrast_agent: str | None = None
     contrast_volume_ml: float | None = None
     reason: str | None = None
+    station_ae: str | None = None
+    performed_at: datetime | None = None  # the modality's time (MPPS); `at` is the loop's
+    performed_series: list[PerformedSeriesRef] = Field(default_factory=list)
 
 
 class GradeRecord(BaseModel):
@@ -44,11 +48,12 @@ def record_exam_progress(p: ExamProgress) -> None:
             ExamRecord.accession_number == p.accession_number, ExamRecord.attempt == p.attempt
         )).first() or ExamRecord(accession_number=p.accession_number, attempt=p.attempt)
         row.source = p.source
+        when = p.performed_at or p.at
         if p.kind == "started":
-            row.started_at, row.technologist_id = p.at, p.actor
+            row.started_at, row.technologist_id = when, p.actor
         elif p.kind == "completed":
-            row.started_at = row.started_at or p.at
-            row.completed_at = p.at
+            row.started_at = row.started_at or when
+            row.completed_at = when
             row.technologist_id = row.technologist_id or p.actor
             row.method, row.contrast_used = p.method, p.contrast_used
             row.contrast_agent, row.contrast_volume_ml = p.contrast_agent, p.contrast_volume_ml
@@ -58,6 +63,12 @@ def record_exam_progress(p: ExamProgress) -> None:
             detail |= {"method": p.method, "contrast_used": p.contrast_used, "contrast_agent": p.contrast_agent}
         if p.reason:
             detail["reason"] = p.reason
+        if p.station_ae:
+            detail["station_ae"] = p.station_ae
+        if p.performed_at:
+            detail["performed_at"] = p.performed_at.isoformat()
+        if p.performed_series:
+            detail["performed_series"] = [s.model_dump() for s in p.performed_series]
         write_event(s, EventInput(key=p.key, accession_number=p.accession_number, at=p.at, actor=p.actor,
                                   kind=f"exam_{p.kind}", summary=f"exam {p.kind} (attempt {p.attempt})", detail=detail))
 

@@ -297,6 +297,50 @@ def patient_scope(accession: str, request: Request, user: CurrentUser) -> None:
     request.state.access_basis = basis
 
 
+def _refuse_outside(what: str, basis: str | None, request: Request, glass_for: str) -> None:
+    if basis is None:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"{what} is not one of your department's patients; to see it in an emergency, "
+            f"break the glass (POST /api/v1/break-glass with {glass_for}) with a reason",
+        )
+    request.state.access_basis = basis
+
+
+def _check_scope(request: Request, user: User, basis_of: Callable[..., str | None], key: str, what: str,
+                 glass_for: str) -> None:
+    """Need to know one level up from an exam: `basis_of(session, user, key, now)` says why, or None (403)."""
+    if user.role not in need_to_know.SCOPED_ROLES:
+        request.state.access_basis = "role"
+        return
+    now = get_clock(request).now()
+    with session_scope() as session:
+        basis = basis_of(session, user, key, now)
+    _refuse_outside(what, basis, request, glass_for)
+
+
+def check_patient_access(patient_id: str, request: Request, user: User) -> None:
+    """Need to know for records kept per patient (consents): as `patient_scope`, one level up (403)."""
+    _check_scope(request, user, need_to_know.patient_access_basis, patient_id, f"patient {patient_id}",
+                 "the patient_id or one of their accession numbers")
+
+
+def patient_record_scope(patient_id: str, request: Request, user: CurrentUser) -> None:
+    """Route dependency for `{patient_id}` routes (see check_patient_access)."""
+    check_patient_access(patient_id, request, user)
+
+
+def check_study_access(study: str, request: Request, user: User) -> None:
+    """Need to know for images: those of the study's order (403 outside it, or with no order linked)."""
+    _check_scope(request, user, need_to_know.study_access_basis, study, f"study {study}",
+                 "the study's accession number")
+
+
+def study_scope(study: str, request: Request, user: CurrentUser) -> None:
+    """Route dependency for `{study}` routes (see check_study_access)."""
+    check_study_access(study, request, user)
+
+
 def actor_of(user: User) -> Actor:
     """The loop's view of a person: set from the authenticated user, never from the request body."""
     return Actor(user_id=user.id, role=Role(user.role), name=user.display_name)

@@ -17,6 +17,8 @@ from api.audit import AuditMiddleware
 from api.deps import TemporalConnector
 from api.errors import TemporalUnavailable, install_error_handlers
 from api.routes import (
+    care_policies,
+    consent_signatures,
     consents,
     exports,
     appointments,
@@ -99,6 +101,8 @@ def create_app(temporal_client: Client | None = None, clock: Clock | None = None
     app.include_router(queues.router)
     app.include_router(exports.router)  # bulk export approval (R10.3.4)
     app.include_router(consents.router)  # consent records (R10.3.2)
+    app.include_router(consent_signatures.router)  # handwritten consent signatures at check-in (R6.1.4)
+    app.include_router(care_policies.router)  # queue care policies as versioned data (R6.2.2)
     app.include_router(signatures.router)  # report signature verification (security.signatures)
     app.include_router(report_views.router)  # watermarked report pages and PDFs (security.watermark)
     app.include_router(dicomweb.router)  # DICOMweb over the DICOM store (integrations/dicom)

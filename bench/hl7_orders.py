@@ -1,16 +1,27 @@
 """HL7 orders: MLLP receipt -> durable AA, against the same order placed over REST, in one run.
 
-One embedded dev server (SQLite file, like `make run`), one in-process RadLoop
-worker, the real FastAPI app under uvicorn and the real MLLP listener, each on a
-free port, both sharing one Temporal client. Each order is new (own placer
-number and patient); an order counts when its AA (MLLP) or 201 (REST) is back,
-i.e. when its rows are committed and its loop exists. Phases:
+One embedded dev server (SQLite file, like `make run`) and one RadLoop worker in this
+process; the API (uvicorn, uvloop + httptools, as the launcher starts it) and the MLLP
+listener (`python -m integrations.hl7.listener`) each in a process of their own on a
+free port, as in production (`--in-process` puts both in this process instead, sharing
+one Temporal client and one GIL with the worker). Each order is new (own placer number
+and patient); an order counts when its AA (MLLP) or 201 (REST) is back, i.e. when its
+rows are committed and its loop exists. Phases:
 
 1. throughput: N orders over C concurrent connections, REST and MLLP rounds
    alternating (so the worker's background load is shared fairly);
    orders/s = N / wall time, with per-order latency p50/p99;
 2. paced: orders at a fixed rate (default 5/s) over MLLP and over REST: p50/p99
    of the time to the AA / 201 (target p99 AA < 250 ms).
+
+With separate processes each phase also reports CPU ms per order of the process that
+took the orders (API for REST; listener and any child process for MLLP), measured from
+/proc while the phase runs and until the worker has taken its loops to their first
+human step: on a shared machine that ratio moves far less than orders/s does.
+
+Work per order is not identical, by design: MLLP also looks the message up for a
+resend, logs it with its ACK, and registers the patient through the EMPI (candidate
+scoring, review queue), which REST intake does not; both audit each order.
 
 Target: MLLP orders/s >= 0.9 x REST orders/s.
 
@@ -23,8 +34,10 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import signal
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -100,44 +113,97 @@ class Phase:
     latencies_ms: list[float]
     seconds: float
     failures: int
+    cpu_seconds: float | None = None  # of the process that took this phase's orders (API or listener)
 
     @property
     def rate(self) -> float:
         return len(self.latencies_ms) / self.seconds
 
+    @property
+    def cpu_ms_per_order(self) -> float | None:
+        if self.cpu_seconds is None or not self.latencies_ms:
+            return None
+        return self.cpu_seconds * 1000 / len(self.latencies_ms)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of `pid` and every live descendant (a listener child process counts as the listener)."""
+    from bench.cpu import _stat, cpu_seconds
+
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            parents[int(entry.name)] = int(fields[2])
+    tree, grew = {pid}, True
+    while grew:
+        more = {child for child, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return sum(cpu_seconds(p) or 0.0 for p in tree)
+
+
+@dataclass
+class Center:
+    api_port: int
+    mllp_port: int
+    api_pid: int | None = None  # None: in this process
+    listener_pid: int | None = None
+
+    def cpu_pid(self, path: str) -> int | None:
+        return self.api_pid if path == "rest" else self.listener_pid
+
 
 Sender = Callable[[str], Awaitable[None]]
 
 
+async def _wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode} before listening on {port}")
+        try:
+            _reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1)
+        except (OSError, TimeoutError):
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        return
+    raise RuntimeError(f"{name} not listening on {port} after {timeout:g}s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @contextlib.asynccontextmanager
-async def center() -> AsyncIterator[tuple[Any, str, int, int]]:
-    """Dev server + worker + API (uvicorn) + MLLP listener, all private to this run."""
+async def center(in_process: bool = False) -> AsyncIterator[Center]:
+    """Dev server + worker here; API (uvicorn) + MLLP listener in their own processes (or here), all private."""
     from temporalio.testing import WorkflowEnvironment
 
     tmp = tempfile.TemporaryDirectory(prefix="radloop-bench-hl7-")
     data = Path(tmp.name)
-    api_port = free_port()
+    api_port, mllp_port = free_port(), free_port()
     settings_env = {
         "RADLOOP_MODE": "development", "RADLOOP_DATA_DIR": str(data),
         "RADLOOP_DATABASE_URL": f"sqlite:///{data / 'radloop.db'}",
         "RADLOOP_TEMPORAL_TASK_QUEUE": f"bench-hl7-{uuid.uuid4().hex[:8]}",
-        "RADLOOP_API_PORT": str(api_port),
+        "RADLOOP_API_PORT": str(api_port), "RADLOOP_HL7_PORT": str(mllp_port),
     }
-    before = {k: os.environ.get(k) for k in settings_env}  # restored on exit: `python -m bench` runs on
+    before = {k: os.environ.get(k) for k in [*settings_env, "RADLOOP_TEMPORAL_ADDRESS"]}  # restored on exit
     os.environ.update(settings_env)
     from sqlmodel import Session
 
-    from api.main import create_app
     from core.config import get_settings, reset_settings_cache
     from core.db import get_engine, reset_engine_cache
     from core.migrate import upgrade_head
     from core.seed import seed_demo
     from core.temporal import data_converter, dev_server_search_attribute_args
-    from integrations.hl7.audit import HL7Auditor
-    from integrations.hl7.context import InboundContext
-    from integrations.hl7.inbound import InboundProcessor
-    from integrations.hl7.listener import use_listener_threads
-    from integrations.hl7.mllp import MLLPServer
     from worker import build_worker
 
     reset_settings_cache()
@@ -154,6 +220,59 @@ async def center() -> AsyncIterator[tuple[Any, str, int, int]]:
     )
     client = env.client
     queue = get_settings().temporal_task_queue
+    stack = contextlib.AsyncExitStack()
+    try:
+        if in_process:
+            yield_center = await stack.enter_async_context(_in_process(client, queue, api_port))
+        else:
+            os.environ["RADLOOP_TEMPORAL_ADDRESS"] = client.service_client.config.target_host
+            yield_center = await stack.enter_async_context(_processes(api_port, mllp_port, data))
+        async with build_worker(client, task_queue=queue):
+            yield yield_center
+    finally:
+        await stack.aclose()
+        await env.shutdown()
+        get_engine().dispose()
+        tmp.cleanup()
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_settings_cache()
+        reset_engine_cache()
+
+
+@contextlib.asynccontextmanager
+async def _processes(api_port: int, mllp_port: int, data: Path) -> AsyncIterator[Center]:
+    """The API and the listener as the launcher starts them (core.launcher.app_commands)."""
+    py = sys.executable
+    commands = {
+        "api": [py, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(api_port),
+                "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"],
+        "hl7": [py, "-m", "integrations.hl7.listener"],
+    }
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, argv in commands.items():
+            with open(data / f"{name}.log", "wb") as out:
+                procs[name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+        await _wait_for_port(api_port, procs["api"], "the API")
+        await _wait_for_port(mllp_port, procs["hl7"], "the HL7 listener")
+        yield Center(api_port, mllp_port, api_pid=procs["api"].pid, listener_pid=procs["hl7"].pid)
+    finally:
+        await asyncio.gather(*(asyncio.to_thread(_stop, proc) for proc in procs.values()))
+
+
+@contextlib.asynccontextmanager
+async def _in_process(client: Any, queue: str, api_port: int) -> AsyncIterator[Center]:
+    """API and listener in this process, sharing the worker's Temporal client (the bench's earlier layout)."""
+    from api.main import create_app
+    from integrations.hl7.audit import HL7Auditor
+    from integrations.hl7.context import InboundContext
+    from integrations.hl7.inbound import InboundProcessor
+    from integrations.hl7.listener import use_listener_threads
+    from integrations.hl7.mllp import MLLPServer
 
     async def temporal():
         return client
@@ -168,23 +287,12 @@ async def center() -> AsyncIterator[tuple[Any, str, int, int]]:
     while not api.started:
         await asyncio.sleep(0.05)
     try:
-        async with build_worker(client, task_queue=queue):
-            yield client, queue, api_port, mllp_port
+        yield Center(api_port, mllp_port)
     finally:
         api.should_exit = True
         await api_task
         await mllp.close()
         await asyncio.to_thread(auditor.flush)
-        await env.shutdown()
-        get_engine().dispose()
-        tmp.cleanup()
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        reset_settings_cache()
-        reset_engine_cache()
 
 
 class MLLPPool:
@@ -216,7 +324,10 @@ class MLLPPool:
 
 
 async def run_phase(path: str, label: str, send: Sender, count: int, concurrency: int,
-                    rate: float | None = None) -> Phase:
+                    rate: float | None = None, cpu_pid: int | None = None) -> Phase:
+    """Send `count` orders; with `cpu_pid`, also the CPU that process tree used for them, until the worker
+    has taken them to their first human step (the listener's audit writer finishes by then too)."""
+    cpu0 = tree_cpu_seconds(cpu_pid) if cpu_pid else None
     latencies: list[float] = []
     failures = 0
     gate = asyncio.Semaphore(concurrency)
@@ -242,13 +353,24 @@ async def run_phase(path: str, label: str, send: Sender, count: int, concurrency
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
             tasks.append(asyncio.create_task(one(i)))
         await asyncio.gather(*tasks)
-    return Phase(path, label, latencies, time.perf_counter() - started, failures)
+    seconds = time.perf_counter() - started
+    cpu = None
+    if cpu_pid and cpu0 is not None:
+        await drain()
+        cpu = tree_cpu_seconds(cpu_pid) - cpu0
+    return Phase(path, label, latencies, seconds, failures, cpu)
 
 
 def row(p: Phase) -> list[str]:
     lat = p.latencies_ms or [float("nan")]
+    cpu = p.cpu_ms_per_order
     return [p.path, p.label, str(len(p.latencies_ms)), str(p.failures), f"{p.rate:.1f}",
-            f"{statistics.median(lat):.1f}", f"{percentile(lat, 99):.1f}"]
+            f"{statistics.median(lat):.1f}", f"{percentile(lat, 99):.1f}", "-" if cpu is None else f"{cpu:.1f}"]
+
+
+def load_average() -> str:
+    one, five, _fifteen = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} (1 / 5 min, {os.cpu_count()} CPUs)"
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
@@ -279,10 +401,11 @@ async def drain(timeout: float = 120) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    async with center() as (_client, _queue, api_port, mllp_port):
-        pool = MLLPPool(mllp_port, args.concurrency)
+    print(f"start: {load_average()}", flush=True)
+    async with center(in_process=args.in_process) as c:
+        pool = MLLPPool(c.mllp_port, args.concurrency)
         await pool.open()
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=30,
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{c.api_port}", timeout=30,
                                      headers={"Authorization": "Bearer dev-his_system"},
                                      limits=httpx.Limits(max_connections=args.concurrency)) as http:
             async def rest(n: str) -> None:
@@ -297,18 +420,21 @@ async def run(args: argparse.Namespace) -> int:
             paced_n = int(args.rate * args.paced_seconds)
             for path, send in (("mllp", pool.send), ("rest", rest)):
                 await drain()
-                phases.append(await run_phase(path, f"paced@{args.rate:g}/s", send, paced_n, 50, rate=args.rate))
+                phases.append(await run_phase(path, f"paced@{args.rate:g}/s", send, paced_n, 50, rate=args.rate,
+                                              cpu_pid=c.cpu_pid(path)))
                 print("  " + " ".join(row(phases[-1])), flush=True)
             for r in range(args.rounds):
                 order = [("rest", rest), ("mllp", pool.send)] if r % 2 == 0 else [("mllp", pool.send), ("rest", rest)]
                 for path, send in order:
                     await drain()
-                    phases.append(await run_phase(path, f"throughput{r + 1}", send, args.orders, args.concurrency))
+                    phases.append(await run_phase(path, f"throughput{r + 1}", send, args.orders, args.concurrency,
+                                                  cpu_pid=c.cpu_pid(path)))
                     print("  " + " ".join(row(phases[-1])), flush=True)
         await pool.close()
 
     print()
-    print(table([row(p) for p in phases], ["path", "phase", "orders", "failed", "orders/s", "p50 ms", "p99 ms"]))
+    print(table([row(p) for p in phases],
+                ["path", "phase", "orders", "failed", "orders/s", "p50 ms", "p99 ms", "CPU ms/order"]))
 
     def total_rate(path: str) -> float:
         ps = [p for p in phases if p.path == path and p.label.startswith("throughput")]
@@ -322,6 +448,15 @@ async def run(args: argparse.Namespace) -> int:
           f"ratio {ratio:.2f} (target >= {TARGET_RATIO}) -> {'MET' if ratio >= TARGET_RATIO else 'MISSED'}")
     print(f"paced       MLLP p99 AA {p99:.1f} ms at {args.rate:g} orders/s (target < {TARGET_P99_MS:g} ms) -> "
           f"{'MET' if p99 < TARGET_P99_MS else 'MISSED'}")
+    if all(p.cpu_seconds is not None for p in phases):
+        def cpu_per_order(path: str) -> float:
+            ps = [p for p in phases if p.path == path]
+            return sum(p.cpu_seconds or 0 for p in ps) * 1000 / sum(len(p.latencies_ms) for p in ps)
+
+        mllp_cpu, rest_cpu = cpu_per_order("mllp"), cpu_per_order("rest")
+        print(f"CPU         listener {mllp_cpu:.1f} ms per MLLP order vs API "
+              f"{rest_cpu:.1f} ms per REST order: as a capacity ratio {rest_cpu / mllp_cpu:.2f}")
+    print(f"end: {load_average()}")
     failed = sum(p.failures for p in phases)
     return 1 if failed else 0
 
@@ -336,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=5.0, help="orders per second in the paced phase")
     parser.add_argument("--paced-seconds", type=float, default=8.0)
     parser.add_argument("--warmup", type=int, default=6)
+    parser.add_argument("--in-process", action="store_true",
+                        help="API and listener in the bench process (shared GIL with the worker); no CPU figures")
     args = parser.parse_args(argv or [])
     return asyncio.run(run(args))
 

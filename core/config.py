@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +24,28 @@ DEV_FIELD_KEY = "ZGV2LW9ubHktcmFkbG9vcC1maWVsZC1rZXktMzJieXQ="
 DEV_BLIND_INDEX_KEY = "ZGV2LW9ubHktcmFkbG9vcC1ibGluZC1pbmRleC1rZXk="
 # A development-only report-signature seal key (base64). Production must set RADLOOP_SIGNATURE_KEYS.
 DEV_SIGNATURE_KEY = "ZGV2LW9ubHktcmFkbG9vcC1zaWduYXR1cmUtc2VhbA=="
+
+
+class DicomPeerTLS(BaseModel):
+    """TLS for the associations RadLoop opens to one configured AE (C-MOVE destination, commitment requester).
+
+    Listing an AE in `dicom_destination_tls` is the flag: it is then reached only over TLS 1.2+, and
+    its certificate must chain to `ca` and name `server_hostname`.
+    """
+
+    ca: Path | None = Field(None, description="PEM CA bundle the peer's certificate must chain to; "
+                            "unset: dicom_tls_ca, else the system trust store")
+    cert: Path | None = Field(None, description="PEM client certificate we present to this peer; "
+                              "unset: the listener's dicom_tls_cert/key when set, else none")
+    key: Path | None = Field(None, description="PEM private key of cert")
+    server_hostname: str | None = Field(None, description="The name the peer's certificate must carry; "
+                                        "unset: the host of its address (an IP matches an IP SAN)")
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> DicomPeerTLS:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("a peer TLS client certificate needs both cert and key")
+        return self
 
 
 class Settings(BaseSettings):
@@ -66,6 +88,10 @@ class Settings(BaseSettings):
         "(18 = the evening before a morning exam); 0 turns reminders off (R5.3.3)")
     childbearing_ages: tuple[int, int] = Field(
         (15, 49), description="Women in this age range get the radiation notice at check-in (R6.1.4)")
+    consent_signature_max_bytes: int = Field(
+        256 * 1024, description="Largest handwritten signature PNG accepted at check-in (R6.1.4)")
+    consent_signature_max_pixels: int = Field(
+        4096 * 4096, description="Largest decoded signature image (width x height): no decompression bombs")
     queue_aging_minutes: float = Field(
         30, description="Waiting this long raises a patient one care tier (never into the emergency tier); 0: off")
     queue_minutes_per_patient: float = Field(
@@ -96,6 +122,10 @@ class Settings(BaseSettings):
     dicom_tls_ca: Path | None = Field(
         None, description="PEM CA bundle: when set, peers must present a certificate it signed (mutual TLS)"
     )
+    dicom_destination_tls: dict[str, DicomPeerTLS] = Field(
+        default_factory=dict, description="AE title -> TLS of the associations RadLoop opens to that AE "
+        "(C-MOVE sub-operations, Storage Commitment reports), as JSON, e.g. "
+        '{"VIEWER": {"ca": "/etc/radloop/viewer-ca.pem"}}; an AE listed here is only reached over TLS')
 
     # ---- HL7 v2 with the HIS (integrations/hl7; R4.3.1): the listener, and where RadLoop sends ----
     hl7_max_frame_bytes: int = Field(2 * 1024 * 1024, description="Larger inbound frames are read and answered AR")

@@ -1,5 +1,5 @@
-"""Reference data every center starts from, in production too: the critical-value dictionary
-and the procedure catalogue.
+"""Reference data every center starts from, in production too: the critical-value dictionary,
+the procedure catalogue and the care policy (queue priority rules).
 
 Only written when absent: once a center edits its dictionary or catalogue, its rows are its own.
 """
@@ -9,6 +9,7 @@ from sqlmodel import Session, select
 
 from domain.critical_dictionary import SEED_ITEMS
 from domain.critical_tables import CriticalDictionaryVersion
+from services.care_policy import seed as seed_care_policy
 from services.procedure_catalogue import seed_catalogue
 
 
@@ -20,3 +21,4 @@ def seed_reference_data(session: Session) -> None:
         ))
         session.flush()
     seed_catalogue(session)
+    seed_care_policy(session)

@@ -15,6 +15,7 @@ from domain.enums import Role
 from core.reference_data import seed_reference_data
 from domain.critical_tables import DepartmentContact
 from domain.procedure_tables import Procedure
+from domain.queue_tables import AreaRoomDistance, RoomTriageProfile, TriageArea
 from domain.tables import Department, Room, User
 
 CAMPUS = "Main campus"
@@ -49,6 +50,25 @@ ROOMS: list[tuple[str, str, str]] = [
     ("DX1", "放射一室 / X-ray room 1", "DX CR"),
     ("US1", "超声一室 / Ultrasound room 1", "US"),
 ]
+
+# Smart triage (R6.1.6): where the rooms are and what they take, the areas patients come from, and
+# a few measured walking distances (the rest are estimated from building and floor).
+# (room, building, floor, accepts bed, accepts wheelchair, designated isolation room)
+ROOM_TRIAGE: list[tuple[str, str, int, bool, bool, bool]] = [
+    ("CT1", "门诊楼 / Outpatient building", 1, False, True, False),  # narrow door: no beds
+    ("CT2", "住院楼 / Inpatient building", 1, True, True, True),
+    ("MR1", "住院楼 / Inpatient building", -1, True, True, False),
+    ("DX1", "门诊楼 / Outpatient building", 1, True, True, False),
+    ("US1", "门诊楼 / Outpatient building", 2, True, True, False),
+]
+# (area id, name, building, floor)
+TRIAGE_AREAS: list[tuple[str, str, str, int]] = [
+    ("opd-hall", "门诊大厅 / Outpatient hall", "门诊楼 / Outpatient building", 1),
+    ("emergency", "急诊 / Emergency", "门诊楼 / Outpatient building", 1),
+    ("ward-respiratory", "呼吸内科病房 / Respiratory ward", "住院楼 / Inpatient building", 5),
+    ("ward-cardiology", "心内科病房 / Cardiology ward", "住院楼 / Inpatient building", 7),
+]
+TRIAGE_DISTANCES: list[tuple[str, str, float]] = [("emergency", "CT1", 30), ("emergency", "CT2", 160)]
 
 # Short codes the development HIS scripts and API examples send, on top of the reference catalogue.
 DEMO_PROCEDURE_ALIASES: list[tuple[str, str, str, str]] = [
@@ -108,6 +128,11 @@ def seed_demo(session: Session) -> None:
         Room(id=room_id, name=name, campus=CAMPUS, modalities=modalities, station_ae_title=room_id)
         for room_id, name, modalities in ROOMS
     ]
+    rows += [RoomTriageProfile(room_id=room, building=building, floor=floor, accepts_bed=bed, accepts_wheelchair=chair,
+                               isolation_room=isolation, updated_by="seed")
+             for room, building, floor, bed, chair, isolation in ROOM_TRIAGE]
+    rows += [TriageArea(id=a, name=name, building=building, floor=floor) for a, name, building, floor in TRIAGE_AREAS]
+    rows += [AreaRoomDistance(area_id=a, room_id=r, metres=m) for a, r, m in TRIAGE_DISTANCES]
     rows += demo_users()
     rows += [
         DepartmentContact(id=f"{dep}-{rung}", department_id=dep, rung=rung, name=name, phone=phone, notify_urls=[])

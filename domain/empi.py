@@ -10,6 +10,8 @@ One RadLoop patient ID per person, many identifiers in named domains. Two rules:
 Names are compared in characters and in toneless pinyin, so 张三, ZHANG SAN,
 "San Zhang" and the homophone 章三 all meet; family names with a surname-only
 reading (单 shan, 曾 zeng, ...) and two-character surnames (欧阳) are read right.
+Personal numbers and phones of stored people are not kept in clear (security.field_crypto):
+the registry hands their blind indexes (`phone_key`, `identifier_keys`), compared for equality.
 """
 from __future__ import annotations
 
@@ -71,6 +73,11 @@ class PersonFacts(BaseModel):
     sex: str = ""
     birth_date: date | None = None
     phone: str = ""
+    # Stored people carry no clear numbers (security.field_crypto): their phone and identifiers are compared
+    # through blind indexes. When both sides carry keys, the keys are compared instead of the numbers.
+    phone_key: str = Field("", description="Blind index of the phone")
+    identifier_keys: list[tuple[str, str]] = Field(default_factory=list,
+                                                   description="(domain, blind index) of each identifier")
 
     @property
     def complete(self) -> bool:
@@ -173,6 +180,20 @@ def _phone(p: str) -> str:
     return digits[-11:] if len(digits) >= 7 else ""
 
 
+def _same_phone(a: PersonFacts, b: PersonFacts) -> bool:
+    if a.phone_key and b.phone_key:
+        return a.phone_key == b.phone_key
+    return bool(_phone(a.phone)) and _phone(a.phone) == _phone(b.phone)
+
+
+def _trusted_numbers(f: PersonFacts, keyed: bool) -> set[tuple[str, str]]:
+    """(DOMAIN, number or its blind index) of the identifiers assigned once per person."""
+    if keyed:
+        return {(s.upper(), k) for s, k in f.identifier_keys if is_trusted(s)}
+    return {(i.system.upper(), re.sub(r"[\s\-]", "", i.value).upper())
+            for i in f.identifiers if is_trusted(i.system)}
+
+
 def score(a: PersonFacts, b: PersonFacts) -> MatchScore:
     """Weighted evidence that a and b are one person (0 = none, 1 = every field agrees)."""
     total, reasons = 0.0, []
@@ -195,12 +216,12 @@ def score(a: PersonFacts, b: PersonFacts) -> MatchScore:
         else:
             total -= 0.25
             reasons.append("different sex")
-    if _phone(a.phone) and _phone(a.phone) == _phone(b.phone):
+    if _same_phone(a, b):
         total += 0.20
         reasons.append("same phone")
     # Twins share surname, birth date and the parents' phone, but never an ID card or passport number.
-    ids_a = {(i.system.upper(), i.value) for i in a.identifiers if is_trusted(i.system)}
-    ids_b = {(i.system.upper(), i.value) for i in b.identifiers if is_trusted(i.system)}
+    keyed = bool(a.identifier_keys) and bool(b.identifier_keys)
+    ids_a, ids_b = _trusted_numbers(a, keyed), _trusted_numbers(b, keyed)
     shared_domains = {s for s, _ in ids_a} & {s for s, _ in ids_b}
     if any({v for s, v in ids_a if s == d} != {v for s, v in ids_b if s == d}
            for d in shared_domains if d in ("ID_CARD", "PASSPORT")):

@@ -56,8 +56,15 @@ class TaskOutcome(BaseModel):
     next_step: LoopStep | None = None
 
 
+class PerformedSeriesRef(BaseModel):
+    """One series the modality reports it made (MPPS Performed Series Sequence)."""
+
+    series_instance_uid: str
+    num_instances: int = Field(0, ge=0)
+
+
 class ExamEvent(BaseModel):
-    """Exam progress from the API or (later) DICOM MPPS: same update either way."""
+    """Exam progress from the API or DICOM MPPS (live or replayed by reconciliation): same update either way."""
 
     kind: Literal["started", "completed", "discontinued"]
     actor: Actor
@@ -67,6 +74,10 @@ class ExamEvent(BaseModel):
     contrast_volume_ml: float | None = None
     reason: str | None = None
     source: Literal["api", "mpps", "storage"] = "api"
+    station_ae: str | None = Field(None, description="MPPS Performed Station AE Title")
+    performed_at: datetime | None = Field(
+        None, description="When the modality says the step happened (MPPS start / end); absent: the loop's clock")
+    performed_series: list[PerformedSeriesRef] = Field(default_factory=list, description="MPPS series, on completion")
 
 
 class ImagesReceived(BaseModel):

@@ -6,6 +6,7 @@ added here and nowhere else.
 from __future__ import annotations
 
 import domain.booking_tables  # noqa: F401
+import domain.care_policy_tables  # noqa: F401
 import domain.consent_tables  # noqa: F401
 import domain.critical_tables  # noqa: F401
 import domain.empi_tables  # noqa: F401

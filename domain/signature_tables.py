@@ -3,12 +3,16 @@
 A row binds the signer, the signing time and a digest of the exact canonical
 content of one report version (security.signatures). The row itself is sealed
 with HMAC-SM3 under a server key, so changing the row (signer, time, digest)
-shows on verification as surely as changing the report does.
+shows on verification as surely as changing the report does. The table is
+append-only in the database (security.audit_guard): a recall or correction adds a
+new signature naming the version it supersedes, it never edits or deletes one.
 """
 from __future__ import annotations
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Column, Text, UniqueConstraint, event
 from sqlmodel import Field, SQLModel
+
+from security.audit_guard import install_append_only
 
 
 class ReportSignature(SQLModel, table=True):
@@ -26,3 +30,9 @@ class ReportSignature(SQLModel, table=True):
     supersedes_version: int | None = Field(default=None, description="The valid version this signature replaced (correction)")
     key_id: str
     seal: str = Field(sa_column=Column(Text, nullable=False), description="HMAC-SM3 over the signature statement")
+
+
+# `metadata.create_all` (tests, tools) gets the append-only triggers too; migrations
+# install them in migrations/env.py.
+event.listen(ReportSignature.__table__, "after_create",  # type: ignore[attr-defined]
+             lambda target, connection, **_kw: install_append_only(connection, (target.name,)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -24,7 +24,7 @@ class Patient(SQLModel, table=True):
     birth_date: date
     created_at: datetime = Field(default_factory=utcnow)
     # EMPI (HL7 issue): matching facts and demographic updates (ADT A08).
-    phone: str | None = None
+    phone: str | None = Field(default=None, description="Display form only (138****5678): number in phone_enc")
     name_key: str | None = Field(default=None, index=True, description="Toneless pinyin, family first (domain.empi)")
     updated_at: datetime | None = None
     merged_into: str | None = Field(default=None, index=True, description="Set when merged: the surviving patient ID")
@@ -35,11 +35,12 @@ class Patient(SQLModel, table=True):
 
 class PatientIdentifier(SQLModel, table=True):
     __tablename__ = "patient_identifier"
-    __table_args__ = (UniqueConstraint("system", "value", name="uq_identifier_system_value"),)
+    # One owner per number in a domain, however it was typed: unique on the blind index, never on the number.
+    __table_args__ = (UniqueConstraint("system", "value_bidx", name="uq_identifier_system_bidx"),)
     id: int | None = Field(default=None, primary_key=True)
     patient_id: str = Field(foreign_key="patient.id", index=True)
     system: str
-    value: str
+    value: str = Field(description="Record numbers (MRN) in clear, personal numbers masked (field_crypto)")
     value_enc: str | None = Field(default=None, description="AES-256-GCM sealed value (security.field_crypto)")
     value_bidx: str | None = Field(default=None, index=True, description="HMAC blind index: lookups match on it")
 
@@ -125,6 +126,12 @@ class WorklistEntry(SQLModel, table=True):
     """A scheduled procedure step, served to modalities by the DICOM worklist (R4.2.2)."""
 
     __tablename__ = "worklist_entry"
+    # A modality asks for its own steps of a day: equality on modality or station AE plus a start range
+    # (integrations/dicom/worklist.py). With single-column indexes SQLite scanned every step of the AE title.
+    __table_args__ = (
+        Index("ix_worklist_entry_modality_start", "modality", "scheduled_start"),
+        Index("ix_worklist_entry_station_start", "station_ae_title", "scheduled_start"),
+    )
     id: str = Field(primary_key=True, description="Scheduled Procedure Step ID")
     accession_number: str = Field(index=True)
     patient_id: str = Field(index=True)

@@ -48,8 +48,10 @@ class CheckInForm(_Form):
         default_factory=list, description="Consents and notices the patient signed at check-in")
     consent_method: Literal["written", "electronic", "verbal_witnessed"] = "electronic"
     signature_sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$",
-                                         description="Hash of the signature image (pad, phone or face)")
-    signature_ref: str = Field("", max_length=200, description="Where the signature image is stored")
+                                         description="SHA-256 of the uploaded signature image")
+    signature_ref: str = Field("", max_length=200, json_schema_extra={"x-widget": "signature-pad"},
+                               description="Reference of the signature image uploaded to "
+                                           "POST /api/v1/consent-signatures (the image itself never comes here)")
     witness: str = Field("", max_length=200)
     note: str = Field("", max_length=500)
 

@@ -1,25 +1,31 @@
-"""Append-only audit tables in the database itself (R10.5 "protected").
+"""Append-only evidence tables in the database itself (R10.5 "protected", R10.2.4).
+
+The audit trail (`audit_record`, `audit_checkpoint`) and the electronic signatures
+of reports (`report_signature`) are evidence: rows are added, never changed or
+removed. A recalled or corrected report keeps its signature; the correction is a
+new, separately signed version naming the one it supersedes.
 
 Two layers, because either alone can be argued away:
-- triggers refuse UPDATE, DELETE (and on PostgreSQL TRUNCATE) of `audit_record`
-  and `audit_checkpoint` for every role, the owner included (installed by the
-  migrations and by `create_all`);
+- triggers refuse UPDATE, DELETE (and on PostgreSQL TRUNCATE) of those tables
+  for every role, the owner included (installed by the migrations and by `create_all`);
 - `grant_app_role` gives the application's own PostgreSQL role INSERT and SELECT
-  on the audit tables and nothing more, so even dropping a trigger needs another role.
-Archiving old records (retention) is a maintenance role's job, with the triggers
-disabled inside that one transaction.
+  on them and nothing more, so even dropping a trigger needs another role.
+Archiving old audit records (retention) is a maintenance role's job, with the
+triggers disabled inside that one transaction.
 """
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 AUDIT_TABLES = ("audit_record", "audit_checkpoint")
+SIGNATURE_TABLES = ("report_signature",)
+APPEND_ONLY_TABLES = AUDIT_TABLES + SIGNATURE_TABLES
 
 _PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION radloop_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  RAISE EXCEPTION 'audit records are append-only: % on % refused', TG_OP, TG_TABLE_NAME
+  RAISE EXCEPTION '% rows are append-only: % refused', TG_TABLE_NAME, TG_OP
     USING ERRCODE = 'insufficient_privilege';
 END $$
 """
@@ -39,12 +45,12 @@ def _pg_statements(table: str) -> list[str]:
 def _sqlite_statements(table: str) -> list[str]:
     return [
         f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
-        f"BEGIN SELECT RAISE(ABORT, 'audit records are append-only: {op} on {table} refused'); END"
+        f"BEGIN SELECT RAISE(ABORT, '{table} rows are append-only: {op} refused'); END"
         for op in ("UPDATE", "DELETE")
     ]
 
 
-def install_append_only(conn: Connection, tables: tuple[str, ...] = AUDIT_TABLES) -> None:
+def install_append_only(conn: Connection, tables: tuple[str, ...] = APPEND_ONLY_TABLES) -> None:
     """Create (or re-create) the refusing triggers; idempotent, safe on every migration run."""
     dialect = conn.dialect.name
     if dialect == "postgresql":
@@ -57,17 +63,26 @@ def install_append_only(conn: Connection, tables: tuple[str, ...] = AUDIT_TABLES
             for stmt in _sqlite_statements(table):
                 conn.execute(text(stmt))
     else:
-        # Refuse to run the audit store where we cannot make it append-only (R10.5).
+        # Refuse to run the evidence tables where we cannot make them append-only (R10.5).
         raise RuntimeError(f"the audit store supports SQLite and PostgreSQL only, not {dialect}: "
                            "set RADLOOP_DATABASE_URL to one of them")
 
 
+def install_present(conn: Connection) -> tuple[str, ...]:
+    """Guard every append-only table the database has (the migrations call this after upgrading)."""
+    present = set(inspect(conn).get_table_names())
+    tables = tuple(t for t in APPEND_ONLY_TABLES if t in present)
+    if tables:
+        install_append_only(conn, tables)
+    return tables
+
+
 def grant_app_role(conn: Connection, role: str, schema: str = "public") -> None:
-    """PostgreSQL: the app role reads and writes the schema, but may only INSERT/SELECT audit rows."""
+    """PostgreSQL: the app role reads and writes the schema, but may only INSERT/SELECT evidence rows."""
     quoted_role, quoted_schema = conn.dialect.identifier_preparer.quote(role), conn.dialect.identifier_preparer.quote(schema)
     conn.execute(text(f"GRANT USAGE ON SCHEMA {quoted_schema} TO {quoted_role}"))
     conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {quoted_schema} TO {quoted_role}"))
     conn.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {quoted_schema} TO {quoted_role}"))
-    for table in AUDIT_TABLES:
+    for table in APPEND_ONLY_TABLES:
         conn.execute(text(f"REVOKE UPDATE, DELETE, TRUNCATE ON {quoted_schema}.{table} FROM {quoted_role}"))
 

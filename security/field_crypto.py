@@ -1,16 +1,31 @@
 """Identifier fields at rest (R10.2.2, R10.3.3): sealed with AES-256-GCM, matched through blind indexes.
 
-ID card, insurance and other identifier numbers and phone numbers are sealed
-(`<key id>:base64(nonce | ciphertext+tag)`, the column and identifier domain bound
-in as associated data, so a sealed value cannot be moved to another column or
-domain) and indexed with HMAC-SHA256 under a separate key over a normalised form.
-Lookups ask for the index, never for the number: equal numbers give equal
-indexes, and the index alone neither reveals the number nor can be recomputed
+Every identifier number and phone is sealed (`<key id>:base64(nonce | ciphertext+tag)`,
+the column and identifier domain bound in as associated data, so a sealed value cannot
+be moved to another column or domain) and indexed with HMAC-SHA256 under a separate key
+over a normalised form. Lookups ask for the index, never for the number: equal numbers
+give equal indexes, and the index alone neither reveals the number nor can be recomputed
 without the key.
+
+What stays in the clear column (`patient_identifier.value`, `patient.phone`):
+- national and personal numbers (SEALED_SYSTEMS: resident ID card, medical insurance,
+  passport, HK/Macau and Taiwan permits, foreign residence permit) and every phone keep
+  only their masked display form (`1101**********123X`, `138****5678`); the number is
+  in `*_enc` alone;
+- the center's own record numbers (MRN, MRN:<campus>, hospital card, an HIS's own
+  domain) stay clear: they are the DICOM PatientID modalities send back and the key
+  HL7 PID-3 routing and MWL matching use, and they identify nobody outside the center.
+
+Writing `value` or `phone` means writing the clear number: the mapper events below seal
+and index it and replace it by its display form before the row reaches the database.
+A reader that needs the number (HL7 PID-3 to the HIS, the export scrubber, an authorised
+EMPI view) asks `clear_identifier` / `clear_phone`; display masking stays role-based
+(security.masking).
 
 Keys: RADLOOP_FIELD_KEYS (key_id:base64, the first seals; older ones still open)
 and RADLOOP_BLIND_INDEX_KEY (one key: changing it means re-indexing every row,
-`python -m security.field_crypto reindex`).
+`python -m security.field_crypto reindex`, which also re-seals under the first field
+key and blanks the clear columns of rows written before they were sealed).
 """
 from __future__ import annotations
 
@@ -22,9 +37,11 @@ import re
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import bindparam, event, inspect, select
 
 from core.codec import parse_keys
 from core.config import get_settings
+from security.masking import PERSONAL_ID_SYSTEMS, is_personal_number, mask_id_number, mask_phone
 
 
 def _index_key() -> bytes:
@@ -81,48 +98,120 @@ def identifier_context(system: str) -> str:
 PHONE_CONTEXT = "patient.phone"
 
 
-# ---- keeping the sealed and index columns in step with the values -------------------------------
+def is_sealed(system: str) -> bool:
+    """Whether this domain's numbers are kept sealed only (clear column: display form), see the module doc."""
+    return is_personal_number(system)
+
+
+def personal_number_indexes(value: str) -> list[str]:
+    """Blind indexes of `value` read as a number of each personal-number domain, for a key that names no
+    domain (a DICOM PatientID): exact matches only, wildcards cannot reach a sealed number."""
+    if "*" in value or "?" in value:
+        return []
+    return [identifier_index(system, value) for system in sorted(PERSONAL_ID_SYSTEMS)]
+
+
+def display_identifier(system: str, clear: str) -> str:
+    """What `patient_identifier.value` holds: the masked number for a sealed domain, else the number."""
+    return mask_id_number(clear) if is_sealed(system) else clear
+
+
+def clear_identifier(row: Any) -> str:
+    """The number of a `patient_identifier` row as issued, for a reader entitled to it (the one way in)."""
+    if row.value_enc and is_sealed(row.system):
+        return unseal(row.value_enc, identifier_context(row.system))
+    return row.value  # a record number (clear by design), or a row not sealed yet (reindex seals it)
+
+
+def clear_phone(patient: Any) -> str | None:
+    """The patient's phone number, for a reader entitled to it (notifications, the export scrubber)."""
+    return unseal(patient.phone_enc, PHONE_CONTEXT) if patient.phone_enc else patient.phone
+
+
+# ---- keeping the sealed, index and display columns in step with what was written --------------
+
+
+def _identifier_columns(system: str, clear: str) -> dict[str, str]:
+    """The stored forms of one number: display (clear column), sealed, blind index."""
+    return {"value": display_identifier(system, clear), "value_enc": seal(clear, identifier_context(system)),
+            "value_bidx": identifier_index(system, clear)}
+
+
+def _phone_columns(clear: str | None) -> dict[str, str | None]:
+    if not clear:
+        return {"phone": None, "phone_enc": None, "phone_bidx": None}
+    return {"phone": mask_phone(clear), "phone_enc": seal(clear, PHONE_CONTEXT),
+            "phone_bidx": phone_index(clear)}
 
 
 def _seal_identifier(_mapper: Any, _conn: Any, row: Any) -> None:
-    if row.value is not None:
-        row.value_enc = seal(row.value, identifier_context(row.system))
-        row.value_bidx = identifier_index(row.system, row.value)
+    attrs = inspect(row).attrs
+    if attrs.value.history.has_changes() and row.value is not None:  # a number was written (insert or update)
+        clear = row.value
+    elif attrs.system.history.deleted and row.value_enc:  # moved to another domain: re-seal under its context
+        clear = unseal(row.value_enc, identifier_context(attrs.system.history.deleted[0]))
+    else:
+        return  # another column changed (a merge moves the row): the stored forms stay as they are
+    for key, value in _identifier_columns(row.system, clear).items():
+        setattr(row, key, value)
 
 
 def _seal_phone(_mapper: Any, _conn: Any, row: Any) -> None:
-    if row.phone:
-        row.phone_enc, row.phone_bidx = seal(row.phone, PHONE_CONTEXT), phone_index(row.phone)
-    else:
-        row.phone_enc = row.phone_bidx = None
+    if inspect(row).attrs.phone.history.has_changes():
+        for key, value in _phone_columns(row.phone).items():
+            setattr(row, key, value)
 
 
 def install(patient_cls: type, identifier_cls: type) -> None:
-    """Every insert or update of a patient or identifier row, from any edge, seals and indexes it."""
-    from sqlalchemy import event
-
+    """Every insert or update of a patient or identifier row, from any edge, seals, indexes and masks it."""
     for name in ("before_insert", "before_update"):
         event.listen(identifier_cls, name, _seal_identifier)
         event.listen(patient_cls, name, _seal_phone)
 
 
 def reindex(session: Any) -> int:
-    """Re-seal and re-index every row (after a key change, or rows written before the columns existed)."""
-    from sqlmodel import select
+    """Re-seal, re-index and re-mask every row: after a key change, and for rows written in clear before.
 
+    The clear number is taken from the sealed column when there is one (else from the clear column of a
+    row written before sealing); rows are written with plain UPDATEs, which the mapper events above do
+    not see (they would take the display form for a new number).
+    """
     from domain.tables import Patient, PatientIdentifier
 
-    n = 0
-    for row in session.exec(select(PatientIdentifier)).all():
-        _seal_identifier(None, None, row)
-        session.add(row)
-        n += 1
-    for row in session.exec(select(Patient)).all():
-        _seal_phone(None, None, row)
-        session.add(row)
-        n += 1
+    idents = PatientIdentifier.__table__  # type: ignore[attr-defined]
+    patients = Patient.__table__  # type: ignore[attr-defined]
+    conn = session.connection()
+    ident_rows = [
+        {"_id": r.id, **{f"_{k}": v for k, v in _identifier_columns(
+            r.system, unseal(r.value_enc, identifier_context(r.system)) if r.value_enc else r.value).items()}}
+        for r in conn.execute(select(idents.c.id, idents.c.system, idents.c.value, idents.c.value_enc))]
+    phone_rows = [
+        {"_id": r.id, **{f"_{k}": v for k, v in _phone_columns(
+            unseal(r.phone_enc, PHONE_CONTEXT) if r.phone_enc else r.phone).items()}}
+        for r in conn.execute(select(patients.c.id, patients.c.phone, patients.c.phone_enc))]
+    if ident_rows:
+        conn.execute(idents.update().where(idents.c.id == bindparam("_id")).values(
+            {c: bindparam(f"_{c}") for c in ("value", "value_enc", "value_bidx")}), ident_rows)
+    if phone_rows:
+        conn.execute(patients.update().where(patients.c.id == bindparam("_id")).values(
+            {c: bindparam(f"_{c}") for c in ("phone", "phone_enc", "phone_bidx")}), phone_rows)
+    message_rows = _reseal_hl7_log(conn)
     session.commit()
-    return n
+    return len(ident_rows) + len(phone_rows) + message_rows
+
+
+def _reseal_hl7_log(conn: Any) -> int:
+    """The HL7 log's raw messages and ACKs under the newest key (rows logged in clear before sealing too)."""
+    from domain.hl7_tables import ACK_CONTEXT, RAW_CONTEXT, HL7Message, open_bytes, seal_bytes
+
+    log = HL7Message.__table__  # type: ignore[attr-defined]
+    rows = [{"_id": r.id, "_raw": seal_bytes(open_bytes(r.raw, RAW_CONTEXT) or b"", RAW_CONTEXT),
+             "_ack_raw": None if r.ack_raw is None else seal_bytes(open_bytes(r.ack_raw, ACK_CONTEXT), ACK_CONTEXT)}
+            for r in conn.execute(select(log.c.id, log.c.raw, log.c.ack_raw))]
+    if rows:
+        conn.execute(log.update().where(log.c.id == bindparam("_id")).values(
+            {"raw": bindparam("_raw"), "ack_raw": bindparam("_ack_raw")}), rows)
+    return len(rows)
 
 
 if __name__ == "__main__":
@@ -135,4 +224,4 @@ if __name__ == "__main__":
     if sys.argv[1:] != ["reindex"]:
         sys.exit("usage: python -m security.field_crypto reindex")
     with Session(get_engine()) as s:
-        print(f"re-sealed and re-indexed {reindex(s)} rows")
+        print(f"re-sealed, re-indexed and masked {reindex(s)} rows")

@@ -23,12 +23,22 @@ from domain.queueing.calling import mask_name
 NAME_KEYS = frozenset({"patient_name", "PatientName"})
 ID_NUMBER_KEYS = frozenset({"id_number", "id_card", "patient_id_number", "insurance_number"})
 PHONE_KEYS = frozenset({"phone", "patient_phone", "mobile", "contact_phone"})
-# Identifier systems that are personal numbers (masked), unlike the center's own record numbers (MRN).
-PERSONAL_ID_SYSTEMS = frozenset({"ID_CARD", "IDCARD", "RESIDENT_ID", "PASSPORT", "INSURANCE", "SSN", "PHONE"})
+# Identifier domains that are personal numbers (domain.empi.DOMAINS names), unlike the center's own record
+# numbers (MRN, hospital card): masked on display here, and never stored in clear (security.field_crypto).
+PERSONAL_ID_SYSTEMS = frozenset({
+    "ID_CARD", "IDCARD", "RESIDENT_ID", "PASSPORT", "HK_MACAU_PERMIT", "TAIWAN_PERMIT",
+    "FOREIGN_RESIDENCE_PERMIT", "INSURANCE", "SSN", "PHONE",
+})
 
 M = TypeVar("M", bound=BaseModel)
 
-__all__ = ["DisplayMasking", "mask_id_number", "mask_name", "mask_phone", "mask_patient_data", "masked_model"]
+__all__ = ["DisplayMasking", "is_personal_number", "mask_id_number", "mask_name", "mask_phone",
+           "mask_patient_data", "masked_model"]
+
+
+def is_personal_number(system: str) -> bool:
+    """Whether identifiers of this domain (`ID_CARD`, `INSURANCE:<region>`, ...) are personal numbers."""
+    return system.split(":", 1)[0].strip().upper() in PERSONAL_ID_SYSTEMS
 
 
 def mask_id_number(value: str) -> str:
@@ -44,6 +54,8 @@ def mask_id_number(value: str) -> str:
 def mask_phone(value: str) -> str:
     """13812345678 -> 138****5678; +86 13812345678 -> +86 138****5678; short numbers keep their last 2."""
     v = value.strip()
+    if "*" in v:
+        return v  # already masked (the stored display form): masking it again would hide the last digits
     digits = [i for i, c in enumerate(v) if c.isdigit()]
     if len(digits) >= 11:
         hide = set(digits[-8:-4])
@@ -80,7 +92,7 @@ class DisplayMasking:
 def _mask_identifiers(items: Iterable[Any]) -> list[Any]:
     out = []
     for item in items:
-        if isinstance(item, dict) and str(item.get("system", "")).upper() in PERSONAL_ID_SYSTEMS \
+        if isinstance(item, dict) and is_personal_number(str(item.get("system", ""))) \
                 and isinstance(item.get("value"), str):
             item = {**item, "value": mask_id_number(item["value"])}
         out.append(item)

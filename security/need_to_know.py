@@ -7,43 +7,68 @@ state a reason, the grant is an audit record (110113 Security Alert) and lasts
 BREAK_GLASS_TTL; every read under it is flagged `access: break_glass` in its own
 audit record for the auditor to review. The grant is the audit record itself,
 so there is no second place where it could be altered.
+
+Records kept per patient rather than per exam (consents) follow the same rule one
+level up: the patient is the clinician's when one of the patient's exams is, and
+the glass is broken for the patient itself or for one of their exams. Images
+follow their study's order; a study linked to no order is nobody's patient yet,
+so it stays closed to clinicians until reconciled.
 """
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Literal
 
+from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
 from domain.enums import Role
+from domain.imaging_tables import ImagingStudy
 from domain.security_tables import AuditRecord
-from domain.tables import ExamOrder, User
+from domain.tables import ExamOrder, NotificationAttempt, Patient, User
 from security.audit import AuditEvent, iso
 
 BREAK_GLASS_TTL = timedelta(hours=4)
 SCOPED_ROLES = frozenset({Role.clinician})
 
-AccessBasis = Literal["role", "ordering_clinician", "department", "break_glass"]
+AccessBasis = Literal["role", "ordering_clinician", "department", "notified", "break_glass"]
+GlassObject = Literal["accession", "patient"]
+_RANK: dict[str, int] = {"ordering_clinician": 0, "department": 1}
 
 
-def break_glass_event(user: User, accession: str, reason: str, source: str, now: datetime) -> AuditEvent:
+def break_glass_event(user: User, object_id: str, reason: str, source: str, now: datetime,
+                      object_type: GlassObject = "accession") -> AuditEvent:
     return AuditEvent(
         occurred_at=iso(now), user_id=user.id, username=user.username, role=user.role, source=source,
-        event_type="break_glass", event_id="110113", action="E", object_type="accession", object_id=accession,
+        event_type="break_glass", event_id="110113", action="E", object_type=object_type, object_id=object_id,
         outcome="success", detail={"reason": reason, "expires_at": iso(now + BREAK_GLASS_TTL)},
     )
 
 
-def _glass_broken(db: Session, user: User, accession: str, now: datetime) -> bool:
+def _glass_broken(db: Session, user: User, accession: str, now: datetime, patient_id: str | None = None,
+                  accessions: tuple[str, ...] = ()) -> bool:
+    """A grant in force for `accession` (or for any of `accessions`, or for the patient itself)."""
     since = iso(now - BREAK_GLASS_TTL)
+    targets = [and_(AuditRecord.object_type == "accession",
+                    col(AuditRecord.object_id).in_(sorted({accession, *accessions} - {""})))]
+    if patient_id is not None:
+        targets.append(and_(AuditRecord.object_type == "patient", AuditRecord.object_id == patient_id))
     return db.exec(
         select(AuditRecord.seq).where(
             AuditRecord.event_type == "break_glass", AuditRecord.user_id == user.id,
-            AuditRecord.object_id == accession, AuditRecord.outcome == "success",
+            or_(*targets), AuditRecord.outcome == "success",
             col(AuditRecord.occurred_at) >= since,
             col(AuditRecord.occurred_at) <= iso(now),
         ).limit(1)
     ).first() is not None
+
+
+def _order_basis(user: User, order: ExamOrder) -> AccessBasis | None:
+    if order.ordering_clinician_id == user.id:
+        return "ordering_clinician"
+    if user.department_id and order.ordering_department.casefold() == user.department_id.casefold():
+        return "department"
+    return None
 
 
 def access_basis(db: Session, user: User, accession: str, now: datetime) -> AccessBasis | None:
@@ -54,10 +79,58 @@ def access_basis(db: Session, user: User, accession: str, now: datetime) -> Acce
     order = db.get(ExamOrder, accession)
     if order is None:
         return "role"
-    if order.ordering_clinician_id == user.id:
-        return "ordering_clinician"
-    if user.department_id and order.ordering_department.casefold() == user.department_id.casefold():
-        return "department"
+    basis = _order_basis(user, order)
+    if basis is not None:
+        return basis
     if _glass_broken(db, user, accession, now):
         return "break_glass"
     return None
+
+
+def patient_access_basis(db: Session, user: User, patient_id: str, now: datetime) -> AccessBasis | None:
+    """Why `user` may see the records kept for patient `patient_id` (consents), or None.
+
+    One of the patient's exams within the clinician's scope opens the patient; so does a
+    break-glass grant for the patient or for one of their exams. An unknown patient: 'role'
+    (the route answers 404)."""
+    if user.role not in SCOPED_ROLES:
+        return "role"
+    if db.get(Patient, patient_id) is None:
+        return "role"
+    orders = db.exec(select(ExamOrder).where(ExamOrder.patient_id == patient_id)).all()
+    bases = [b for o in orders if (b := _order_basis(user, o)) is not None]
+    if bases:
+        return min(bases, key=_RANK.__getitem__)
+    accessions = tuple(o.accession_number for o in orders)
+    if _glass_broken(db, user, "", now, patient_id=patient_id, accessions=accessions):
+        return "break_glass"
+    return None
+
+
+def study_access_basis(db: Session, user: User, study_instance_uid: str, now: datetime) -> AccessBasis | None:
+    """Why `user` may see the images of a study: those of its order (linked, else by the accession
+    it arrived with). A study with no order behind it is closed to clinicians; unknown: 'role' (404)."""
+    if user.role not in SCOPED_ROLES:
+        return "role"
+    study = db.get(ImagingStudy, study_instance_uid)
+    if study is None:
+        return "role"
+    accession = study.order_accession or study.accession_number
+    if not accession or db.get(ExamOrder, accession) is None:
+        return None
+    return access_basis(db, user, accession, now)
+
+
+def critical_value_basis(db: Session, user: User, accession: str, critical_value_id: str,
+                         now: datetime) -> AccessBasis | None:
+    """Why `user` may see a critical value: the exam's need to know, or having been paged for it
+    on the escalation ladder (a backup clinician or department head of another department must
+    see what they are asked to acknowledge)."""
+    basis = access_basis(db, user, accession, now)
+    if basis is not None:
+        return basis
+    paged = {f"user:{user.id}"} | ({f"department:{user.department_id}"} if user.department_id else set())
+    hit = db.exec(select(NotificationAttempt.id).where(
+        NotificationAttempt.critical_value_id == critical_value_id,
+        col(NotificationAttempt.recipient).in_(paged)).limit(1)).first()
+    return "notified" if hit is not None else None

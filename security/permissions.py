@@ -51,6 +51,8 @@ class Permission(StrEnum):
     queue_call = "queue_call"
     queue_board_read = "queue_board_read"
     queue_manage = "queue_manage"
+    care_policy_read = "care_policy_read"
+    care_policy_publish = "care_policy_publish"
     # appointments (R5.3)
     appointment_book = "appointment_book"
     appointment_no_show = "appointment_no_show"
@@ -119,6 +121,9 @@ ROLE_PERMISSIONS: dict[Permission, frozenset[Role]] = {
     # Boards show masked names only (domain.queueing), for every display and terminal.
     Permission.queue_board_read: frozenset(Role),
     Permission.queue_manage: frozenset({R.manager, R.system_admin}),
+    # Care policies (R6.2.2, the queue's priority rules): no patient data; published like the critical dictionary.
+    Permission.care_policy_read: CLINICAL | OVERSIGHT,
+    Permission.care_policy_publish: frozenset({R.qc_officer, R.manager}),
     # Appointments (R5.3): the roles that speak for a booking channel (api.routes.appointments.ROLE_CHANNELS).
     Permission.appointment_book: frozenset({R.registrar, R.nurse, R.clinician, R.his_system, R.manager}),
     Permission.appointment_no_show: frozenset({R.registrar, R.nurse, R.technologist}),
@@ -202,6 +207,7 @@ AUDITED: dict[Permission, AuditKind] = {
     Permission.queue_join: _CHANGE,
     Permission.queue_call: _CHANGE,
     Permission.queue_manage: AuditKind("config_change", "110100", "U"),
+    Permission.care_policy_publish: AuditKind("config_change", "110100", "U"),
     Permission.appointment_book: _CHANGE,
     Permission.appointment_no_show: _CHANGE,
     Permission.schedule_rules_manage: AuditKind("config_change", "110100", "U"),

@@ -16,12 +16,18 @@ it was signed?") and the seal ("was the signature itself changed?").
 A correction is signed again: the amended version gets its own signature naming
 the version it supersedes; the recalled version's signature still verifies, and
 says its version is no longer the valid one.
+
+Signature rows are append-only in the database (security.audit_guard). Someone who
+gets around that and deletes a row does not turn the version into "unsigned": the
+report version's own row records who signed it and when (and only signing makes a
+version valid or recalled), and every re-signature names the version it superseded,
+so verification answers `signature_missing`.
 """
 from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Literal
 
 from cryptography.hazmat.primitives import hashes, hmac
@@ -35,7 +41,8 @@ from security.audit import iso
 SIGNED_FIELDS = ("accession_number", "version", "findings", "impression", "recommendation", "critical", "critical_finding")
 DIGESTS = {"sm3": hashes.SM3, "sha256": hashes.SHA256}
 
-Status = Literal["intact", "content_changed", "signature_altered", "unsigned"]
+Status = Literal["intact", "content_changed", "signature_altered", "signature_missing", "unsigned"]
+SIGNED_STATES = ("valid", "recalled")  # only sign_report makes a version valid, and only a valid one is recalled
 
 
 class SignatureError(ValueError):
@@ -158,14 +165,13 @@ def verify_version(session: Session, accession: str, version: int, keys_spec: st
     if v is None:
         return None
     sig = signature_of(session, accession, version)
-    if sig is None:
-        return SignatureCheck(accession_number=accession, version=version, status="unsigned",
-                              version_status=v.status, message=f"report version {version} was never signed")
-    sealed = seal_valid(sig, keys_spec)
-    current = content_digest(v, sig.digest_alg) if sig.digest_alg in DIGESTS else None
     later = session.exec(select(ReportSignature.version).where(
         ReportSignature.accession_number == accession, ReportSignature.supersedes_version == version,
     ).order_by(col(ReportSignature.version))).first()
+    if sig is None:
+        return _without_signature(v, later)
+    sealed = seal_valid(sig, keys_spec)
+    current = content_digest(v, sig.digest_alg) if sig.digest_alg in DIGESTS else None
     if not sealed:
         status: Status = "signature_altered"
         message = "the signature record was altered after signing: its seal does not match"
@@ -183,8 +189,44 @@ def verify_version(session: Session, accession: str, version: int, keys_spec: st
     )
 
 
+def _stamp(at: datetime) -> str:
+    """A stored time as the seal's text; SQLite gives it back without its UTC offset."""
+    return iso(at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc))
+
+
+def signing_evidence(v: ReportVersion, superseded_by: int | None) -> list[str]:
+    """What, outside the signature table, says this version was signed (empty: it never was)."""
+    found = []
+    if v.signed_by or v.signed_at:
+        when = f" at {_stamp(v.signed_at)}" if v.signed_at else ""
+        found.append(f"the report version records it was signed by {v.signed_by or '?'}{when}")
+    if v.status in SIGNED_STATES:
+        found.append(f"its status is {v.status!r}, which only signing gives")
+    if superseded_by is not None:
+        found.append(f"the signature of version {superseded_by} names it as the version it superseded")
+    return found
+
+
+def _without_signature(v: ReportVersion, superseded_by: int | None) -> SignatureCheck:
+    evidence = signing_evidence(v, superseded_by)
+    if not evidence:
+        return SignatureCheck(accession_number=v.accession_number, version=v.version, status="unsigned",
+                              version_status=v.status, message=f"report version {v.version} was never signed")
+    return SignatureCheck(
+        accession_number=v.accession_number, version=v.version, status="signature_missing", version_status=v.status,
+        message=(f"report version {v.version} was signed but its signature record is missing "
+                 f"(deleted from the database): {'; '.join(evidence)}"),
+        signer_id=v.signed_by, signed_at=_stamp(v.signed_at) if v.signed_at else None, superseded_by_version=superseded_by,
+    )
+
+
 def verify_accession(session: Session, accession: str, keys_spec: str) -> list[SignatureCheck]:
-    """Every signed version of an accession, oldest first: the chain of signatures and re-signatures."""
-    versions = session.exec(select(ReportSignature.version).where(
-        ReportSignature.accession_number == accession).order_by(col(ReportSignature.version))).all()
-    return [c for n in versions if (c := verify_version(session, accession, n, keys_spec)) is not None]
+    """Every signed version of an accession, oldest first: the chain of signatures and re-signatures,
+    and the versions that were signed but whose signature row is gone (`signature_missing`)."""
+    signatures = session.exec(select(ReportSignature).where(ReportSignature.accession_number == accession)).all()
+    versions = {sig.version for sig in signatures}
+    versions |= {sig.supersedes_version for sig in signatures if sig.supersedes_version is not None}
+    for v in session.exec(select(ReportVersion).where(ReportVersion.accession_number == accession)).all():
+        if signing_evidence(v, None):
+            versions.add(v.version)
+    return [c for n in sorted(versions) if (c := verify_version(session, accession, n, keys_spec)) is not None]

@@ -52,12 +52,26 @@ class ConsentIn(BaseModel):
         return self
 
 
+class SignatureEvidence(BaseModel):
+    """A handwritten signature behind a consent (R6.1.4): the stored image, the text signed, when,
+    who signed and which staff member witnessed it. Built from a verified upload
+    (services.consent_signatures.verify), never from what a caller claims."""
+
+    signature_ref: str
+    signature_sha256: str = Field(pattern="^[0-9a-f]{64}$")
+    notice_sha256: str = Field(pattern="^[0-9a-f]{64}$")
+    signed_at: datetime
+    signer: str
+    witness_user_id: str
+
+
 def aware(dt: datetime) -> datetime:
     """Stored and compared as UTC; a time without an offset is taken as UTC."""
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
 
 
-def record(session: Session, patient_id: str, body: ConsentIn, by: User, now: datetime) -> ConsentRecord:
+def record(session: Session, patient_id: str, body: ConsentIn, by: User, now: datetime,
+           evidence: SignatureEvidence | None = None) -> ConsentRecord:
     patient = session.get(Patient, patient_id)
     if patient is None:
         raise NotFound(f"no patient {patient_id}")
@@ -74,6 +88,10 @@ def record(session: Session, patient_id: str, body: ConsentIn, by: User, now: da
         recorded_by=by.id, recorder_role=by.role, witness=body.witness, document_ref=body.document_ref,
         recorded_at=aware(now),
     )
+    if evidence is not None:
+        row.signature_ref, row.signature_sha256, row.notice_sha256 = (
+            evidence.signature_ref, evidence.signature_sha256, evidence.notice_sha256)
+        row.signed_at, row.signer, row.witness_user_id = aware(evidence.signed_at), evidence.signer, evidence.witness_user_id
     session.add(row)
     session.commit()
     session.refresh(row)

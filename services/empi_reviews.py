@@ -4,6 +4,10 @@ A scored match never merges by itself (domain.empi); it leaves a pair here.
 The registrar either links the two (a merge, services.patient_merge, the
 survivor of their choosing) or keeps them separate; either decision is stamped
 on the row with who and when, and a decided pair is not decided again.
+
+Identifiers are shown as stored (personal numbers masked, record numbers in clear) unless the
+caller may see numbers in full (`unseal=True`, the route decides by role): then they are unsealed
+through security.field_crypto.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from sqlmodel import Session, col, select
 from domain.empi_tables import PatientMatchReview
 from domain.orders import PatientIdentifier as IdentifierIn
 from domain.tables import Patient, PatientIdentifier, utcnow
+from security.field_crypto import clear_identifier
 from services.errors import Conflict, Invalid, NotFound
 from services.patient_merge import MergeResult, SessionFactory, merge
 
@@ -49,30 +54,34 @@ class ReviewDecision(BaseModel):
                                                                 "(default: the one registered first)")
 
 
-def _patient(session: Session, patient_id: str) -> ReviewPatient:
+def _patient(session: Session, patient_id: str, unseal: bool) -> ReviewPatient:
     p = session.get(Patient, patient_id)
     assert p is not None, "patient_match_review.patient_a/b are foreign keys"
-    idents = session.exec(select(PatientIdentifier).where(PatientIdentifier.patient_id == patient_id)).all()
+    idents = session.exec(select(PatientIdentifier).where(PatientIdentifier.patient_id == patient_id)
+                          .order_by(col(PatientIdentifier.id))).all()
     return ReviewPatient(patient_id=p.id, patient_name=p.name, sex=p.sex, birth_date=p.birth_date,
-                         identifiers=[IdentifierIn(system=i.system, value=i.value) for i in idents],
+                         identifiers=[IdentifierIn(system=i.system,
+                                                   value=clear_identifier(i) if unseal else i.value)
+                                      for i in idents],
                          merged_into=p.merged_into)
 
 
-def public(session: Session, row: PatientMatchReview) -> ReviewPublic:
+def public(session: Session, row: PatientMatchReview, unseal: bool = False) -> ReviewPublic:
     return ReviewPublic(id=row.id, score=row.score, reasons=list(row.reasons), state=row.state, source=row.source,
                         created_at=row.created_at, decided_at=row.decided_at, decided_by=row.decided_by,
-                        patients=[_patient(session, row.patient_a), _patient(session, row.patient_b)],
+                        patients=[_patient(session, p, unseal) for p in (row.patient_a, row.patient_b)],
                         decision=dict(row.detail.get("decision", {})))
 
 
-def list_reviews(session: Session, state: str | None, limit: int, offset: int) -> list[ReviewPublic]:
+def list_reviews(session: Session, state: str | None, limit: int, offset: int,
+                 unseal: bool = False) -> list[ReviewPublic]:
     """Oldest first: the queue in the order it filled."""
     q = select(PatientMatchReview)
     if state:
         q = q.where(PatientMatchReview.state == state)
     rows = session.exec(q.order_by(col(PatientMatchReview.created_at), col(PatientMatchReview.id))
                         .offset(offset).limit(limit)).all()
-    return [public(session, r) for r in rows]
+    return [public(session, r, unseal) for r in rows]
 
 
 def open_review(sessions: SessionFactory, review_id: str) -> PatientMatchReview:

@@ -27,6 +27,7 @@ from domain.export_tables import DataExport
 from domain.exports import CONSENT_REQUIRED_USES, ExportInput, ExportState, export_workflow_id
 from domain.imaging_tables import ImagingInstance, ImagingStudy
 from domain.tables import ExamOrder, Patient, PatientIdentifier, ReportVersion
+from security.field_crypto import clear_identifier, clear_phone
 from services.consent import has_consent
 from services.errors import Forbidden, NotFound
 
@@ -94,7 +95,7 @@ def _record(session: Session, order: ExamOrder, patient: Patient, p: Pseudonymiz
             identifiers: list[str]) -> dict:
     exam_day = order.created_at.date()
     report = _valid_report(session, order.accession_number)
-    known = [patient.name, patient.phone or "", order.accession_number, order.placer_order_number,
+    known = [patient.name, clear_phone(patient) or "", order.accession_number, order.placer_order_number,
              order.ordering_clinician_name, *identifiers]
     return {
         "exam": exam_pseudonym, "patient": p.pseudonym("patient", patient.id), "sex": patient.sex,
@@ -128,8 +129,9 @@ def build_package(session: Session, export: DataExport, dicom_root: Path, out_di
             if export.use in CONSENT_REQUIRED_USES and not has_consent(session, patient.id, export.use, now):
                 excluded["no_consent"] += 1
                 continue
-            identifiers = list(session.exec(select(PatientIdentifier.value).where(
-                PatientIdentifier.patient_id == patient.id)).all())
+            # The scrubber must know the numbers to remove them from free text: unsealed here, never exported.
+            identifiers = [clear_identifier(i) for i in session.exec(select(PatientIdentifier).where(
+                PatientIdentifier.patient_id == patient.id)).all()]
             exam_pseudonym = p.pseudonym("exam", accession, prefix="EX")  # fits SH (16)
             record = _record(session, order, patient, p, exam_pseudonym, identifiers)
             record["images"] = 0

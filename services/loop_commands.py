@@ -41,10 +41,12 @@ def _translate(err: BaseException) -> LoopError:
     return Conflict(str(err))
 
 
-async def _update(client: Client, workflow_id: str, name: str, arg: Any, result_type: type[T]) -> T:
+async def _update(client: Client, workflow_id: str, name: str, arg: Any, result_type: type[T],
+                  update_id: str | None = None) -> T:
+    """`update_id`: the server runs an update with the same ID in this run once and answers repeats alike."""
     handle = client.get_workflow_handle(workflow_id)
     try:
-        return await handle.execute_update(name, arg, result_type=result_type)
+        return await handle.execute_update(name, arg, id=update_id, result_type=result_type)
     except WorkflowUpdateFailedError as err:
         raise _translate(err) from err
     except RPCError as err:
@@ -59,8 +61,9 @@ async def complete_task(client: Client, workflow_id: str, completion: TaskComple
     return await _update(client, workflow_id, "complete_task", completion, TaskOutcome)
 
 
-async def record_exam_event(client: Client, accession: str, event: ExamEvent) -> ActionAck:
-    return await _update(client, exam_loop_workflow_id(accession), "record_exam_event", event, ActionAck)
+async def record_exam_event(client: Client, accession: str, event: ExamEvent, update_id: str | None = None) -> ActionAck:
+    """`update_id` makes a resend (MPPS retry, reconciliation replay) of the same step a no-op."""
+    return await _update(client, exam_loop_workflow_id(accession), "record_exam_event", event, ActionAck, update_id)
 
 
 async def images_received(client: Client, accession: str, info: ImagesReceived) -> ActionAck:

@@ -24,6 +24,7 @@ from domain.empi_tables import PatientMatchReview
 from domain.orders import PatientIdentifier as IdentifierIn
 from domain.tables import DomainEvent, ExamOrder, Patient, PatientIdentifier, utcnow
 from security.field_crypto import identifier_index, phone_index
+from security.masking import is_personal_number, mask_id_number, mask_phone
 from services.errors import Conflict, NotFound
 
 SessionFactory = Callable[[], AbstractContextManager[Session]]
@@ -49,11 +50,18 @@ def _owner(session: Session, ident: IdentifierIn) -> str | None:
     return row.patient_id if row else None
 
 
+def _shown(ident: Any) -> str:
+    """An identifier as error and note texts show it: personal numbers masked, since those texts
+    end up in clear columns (HL7 log errors, ACK text, HTTP details)."""
+    value = mask_id_number(ident.value) if is_personal_number(ident.system) else ident.value
+    return f"{ident.system}:{value}"
+
+
 def _linked_patient(session: Session, facts: PersonFacts) -> Patient | None:
     """The one patient the trusted identifiers point at; Conflict if they point at several."""
     owners = {o for i in facts.identifiers if is_trusted(i.system) and (o := _owner(session, i))}
     if len(owners) > 1:
-        raise Conflict(f"identifiers {', '.join(f'{i.system}:{i.value}' for i in facts.identifiers)} "
+        raise Conflict(f"identifiers {', '.join(_shown(i) for i in facts.identifiers)} "
                        f"belong to different patients ({', '.join(sorted(owners))}): a merge decision is needed")
     return session.get(Patient, owners.pop()) if owners else None
 
@@ -67,24 +75,30 @@ def _attach_identifiers(session: Session, patient: Patient, facts: PersonFacts) 
             continue
         if owner is not None:
             if is_trusted(ident.system):
-                raise Conflict(f"{ident.system}:{ident.value} belongs to patient {owner}")
-            notes.append(f"{ident.system}:{ident.value} is already on patient {owner}")
+                raise Conflict(f"{_shown(ident)} belongs to patient {owner}")
+            notes.append(f"{_shown(ident)} is already on patient {owner}")
             continue
         session.add(PatientIdentifier(patient_id=patient.id, system=ident.system, value=ident.value))
     return notes
 
 
 def _apply(patient: Patient, facts: PersonFacts) -> dict[str, tuple[Any, Any]]:
-    """Copy the facts that were sent (empty means "not sent", never "erase")."""
+    """Copy the facts that were sent (empty means "not sent", never "erase").
+
+    The phone is compared by its blind index (the row keeps only its display form) and the change is
+    recorded masked: timeline events hold no phone number.
+    """
     changed: dict[str, tuple[Any, Any]] = {}
-    new: dict[str, Any] = {"name": facts.name, "sex": facts.sex, "birth_date": facts.birth_date,
-                           "phone": facts.phone}
+    new: dict[str, Any] = {"name": facts.name, "sex": facts.sex, "birth_date": facts.birth_date}
     for key, value in new.items():
         if value and getattr(patient, key) != value:
             old = getattr(patient, key)
             changed[key] = (old.isoformat() if isinstance(old, date) else old,
                             value.isoformat() if isinstance(value, date) else value)
             setattr(patient, key, value)
+    if facts.phone and phone_index(facts.phone) != patient.phone_bidx:
+        changed["phone"] = (patient.phone, mask_phone(facts.phone))
+        patient.phone = facts.phone  # sealed, indexed and masked on flush (security.field_crypto)
     if "name" in changed:
         patient.name_key = name_key(patient.name)
     if changed:
@@ -97,11 +111,18 @@ def _candidates(session: Session, patient: Patient) -> list[Patient]:
     keys = [Patient.birth_date == patient.birth_date]
     if patient.name_key:
         keys.append(Patient.name_key == patient.name_key)
-    if (phone := phone_index(patient.phone)) is not None:
-        keys.append(Patient.phone_bidx == phone)
+    if patient.phone_bidx is not None:
+        keys.append(Patient.phone_bidx == patient.phone_bidx)
     return list(session.exec(
         select(Patient).where(Patient.id != patient.id, col(Patient.merged_into).is_(None), or_(*keys))
         .limit(CANDIDATE_LIMIT)).all())
+
+
+def _keyed(facts: PersonFacts) -> PersonFacts:
+    """The registration's phone and identifiers as blind indexes, comparable with stored people's."""
+    return facts.model_copy(update={
+        "phone_key": phone_index(facts.phone) or "",
+        "identifier_keys": [(i.system, identifier_index(i.system, i.value)) for i in facts.identifiers]})
 
 
 def _open_reviews(session: Session, patient: Patient, facts: PersonFacts, source: str) -> list[tuple[str, float]]:
@@ -109,14 +130,17 @@ def _open_reviews(session: Session, patient: Patient, facts: PersonFacts, source
     candidates = _candidates(session, patient)
     if not candidates:
         return []
-    idents: dict[str, list[IdentifierIn]] = {}
+    keys: dict[str, list[tuple[str, str]]] = {}
     for row in session.exec(select(PatientIdentifier).where(
             col(PatientIdentifier.patient_id).in_([c.id for c in candidates]))).all():
-        idents.setdefault(row.patient_id, []).append(IdentifierIn(system=row.system, value=row.value))
+        if row.value_bidx:
+            keys.setdefault(row.patient_id, []).append((row.system, row.value_bidx))
+    facts = _keyed(facts)
     scored = []
     for other in candidates:
-        result = score(facts, PersonFacts(identifiers=idents.get(other.id, []), name=other.name, sex=other.sex,
-                                          birth_date=other.birth_date, phone=other.phone or ""))
+        result = score(facts, PersonFacts(identifier_keys=keys.get(other.id, []), name=other.name,
+                                          sex=other.sex, birth_date=other.birth_date,
+                                          phone_key=other.phone_bidx or ""))
         if result.review:
             scored.append((result.score, other.id, result))
     scored.sort(key=lambda t: -t[0])
@@ -202,7 +226,7 @@ def update_demographics(sessions: SessionFactory, facts: PersonFacts, source: st
         patient = _linked_patient(session, facts)
         if patient is None:
             raise NotFound("no patient with identifiers "
-                           + ", ".join(f"{i.system}:{i.value}" for i in facts.identifiers))
+                           + ", ".join(_shown(i) for i in facts.identifiers))
         changed = _apply(patient, facts)
         _attach_identifiers(session, patient, facts)
         session.add(patient)

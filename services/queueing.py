@@ -21,14 +21,18 @@ from sqlmodel import Session, col, select
 
 from core.config import get_settings
 from core.db import get_engine
-from domain.queue_tables import QueueCall, QueueDefinition, QueueTicket
-from domain.queueing import calling
+from domain.queue_tables import QueueCall, QueueDefinition, QueueTicket, QueueTicketItem
+from domain.queueing import calling, isolation
 from activities.events import EventInput, write_event
 from activities.notifications import redact, resolve_urls
 from domain.queueing.calling import Aging, BoardLine, Item, QueueDef, QueueRefusal
-from domain.queueing.policy import DEFAULT_POLICY, PatientTraits
-from domain.booking.check_in import age_on
-from domain.tables import ExamOrder, NotificationAttempt, Patient, utcnow
+from domain.queueing.policy import PatientTraits
+from services.care_policy import current_policy
+from domain.queueing.merging import ExamItem, verdict
+from domain.tables import ExamOrder, NotificationAttempt, Patient, Room, WorklistEntry, utcnow
+from services import triage
+from services.triage import TriageOut
+from services.booking_calendar import active_rules
 from services.errors import Conflict, NotFound
 
 log = logging.getLogger("radloop.queueing")
@@ -92,22 +96,54 @@ def _log(session: Session, call: calling.Call, actor: str) -> None:
 
 
 def join(accession_number: str, patient_name: str, queue_id: str, traits: PatientTraits, actor: str) -> TicketOut:
-    """Check-in puts the patient on a queue, in the tier the care policy gives them."""
-    with Session(get_engine(), expire_on_commit=False) as s:
-        if s.get(QueueDefinition, queue_id) is None:
-            raise NotFound(f"no queue {queue_id}")
-        live = s.exec(select(QueueTicket).where(QueueTicket.live_accession == accession_number)).first()
-        if live is not None:
-            return _out(live)
-        rank, reason = DEFAULT_POLICY.tier(traits)
-        now = utcnow()
-        t = QueueTicket(id=f"qt-{uuid.uuid4().hex[:16]}", accession_number=accession_number,
-                        live_accession=accession_number, patient_name=patient_name, queue_id=queue_id, tier=rank,
-                        tier_reason=reason, seq=now.timestamp(), joined_at=now, updated_at=now)
-        s.add(t)
-        s.add(QueueCall(ticket_id=t.id, queue_id=queue_id, mode="join", detail=reason, actor=actor))
-        s.commit()
-        return _out(t)
+    """Check-in puts the patient on a queue, in the tier the care policy gives them; an isolation
+    patient is never queued next to another one (`domain.queueing.isolation`)."""
+    for _ in range(ATTEMPTS):
+        with Session(get_engine(), expire_on_commit=False) as s:
+            if s.get(QueueDefinition, queue_id) is None:
+                raise NotFound(f"no queue {queue_id}")
+            live = s.exec(select(QueueTicket).where(QueueTicket.live_accession == accession_number)).first()
+            if live is not None:
+                return _out(live)
+            policy = current_policy(s)  # the care policy version in force (services.care_policy)
+            rank, reason = policy.tier(traits)
+            now = utcnow()
+            t = QueueTicket(id=f"qt-{uuid.uuid4().hex[:16]}", accession_number=accession_number,
+                            live_accession=accession_number, patient_name=patient_name, queue_id=queue_id, tier=rank,
+                            tier_reason=reason, policy_version=policy.version, seq=now.timestamp(), joined_at=now,
+                            updated_at=now, isolation="isolation" in traits.flags)
+            if not _place(s, t, actor):
+                s.rollback()
+                continue
+            s.add(t)
+            s.add(QueueCall(ticket_id=t.id, queue_id=queue_id, mode="join", detail=reason, actor=actor))
+            try:
+                s.commit()
+            except IntegrityError:  # the same accession joined from elsewhere a moment ago
+                s.rollback()
+                continue
+            return _out(t)
+    raise Conflict("the queue kept changing; check in again")
+
+
+def _place(session: Session, ticket: QueueTicket, actor: str) -> bool:
+    """Give `ticket` (not yet written) its place; ordinary patients moved in front of an isolation
+    patient to separate two of them are written with conditional UPDATEs (False: someone moved first)."""
+    if not triage.current_rules(session).separate_isolation:
+        return True
+    rows = session.exec(select(QueueTicket).where(QueueTicket.queue_id == ticket.queue_id,
+                                                  QueueTicket.state == "waiting", QueueTicket.id != ticket.id)).all()
+    isolated = {r.id for r in rows if r.isolation} | ({ticket.id} if ticket.isolation else set())
+    before = {r.id: _item(r) for r in rows}
+    for new in isolation.place(list(before.values()), _item(ticket), isolated):
+        if new.id == ticket.id:
+            ticket.seq = new.seq
+            continue
+        if not _write(session, before[new.id], new):
+            return False
+        session.add(QueueCall(ticket_id=new.id, queue_id=new.queue_id, mode="gap", actor=actor,
+                              detail=f"moved up to keep isolation patients apart ({ticket.id} joined)"))
+    return True
 
 
 def _write(session: Session, old: Item, new: Item) -> bool:
@@ -188,7 +224,7 @@ def condition_change(ticket_id: str, traits: PatientTraits, reason: str, actor: 
         if row is None:
             raise NotFound(f"no queue ticket {ticket_id}")
         old = _item(row)
-        rank, rule = DEFAULT_POLICY.tier(traits)
+        rank, rule = current_policy(s).tier(traits)
         try:
             new, call = calling.escalate(old, rank, f"{reason} ({rule})")
         except QueueRefusal as err:
@@ -293,26 +329,199 @@ def _room_queue(session: Session, room_id: str) -> str:
     return queue_id
 
 
-def check_in(accession_number: str, room_id: str, actor: str, at: datetime) -> TicketOut:
-    """The exam loop's check-in: a ticket on the room's queue, tiered by the order's priority and
-    the patient's age (R6.2.2, R6.3 'arrived'); a retry returns the same ticket."""
+class CheckInOut(TicketOut):
+    triage: TriageOut | None = None
+    merged_into: str | None = None
+
+
+def _live_ticket(session: Session, accession_number: str) -> QueueTicket | None:
+    """The unfinished ticket the accession is on, as its own or as a merged item."""
+    row = session.exec(select(QueueTicket).where(QueueTicket.live_accession == accession_number)).first()
+    if row is not None:
+        return row
+    item = session.exec(select(QueueTicketItem).where(QueueTicketItem.live_accession == accession_number)).first()
+    return session.get(QueueTicket, item.ticket_id) if item is not None else None
+
+
+def _exam_item(session: Session, order: ExamOrder, rooms: frozenset[str]) -> ExamItem:
+    rule = active_rules(session).exam_rule(order.procedure_code, order.modality)
+    return ExamItem(accession_number=order.accession_number, modality=order.modality, body_part=order.body_part,
+                    needs_preparation=rule.prep_minutes > 0, rooms=rooms)
+
+
+def _ticket_accessions(session: Session, ticket: QueueTicket) -> list[str]:
+    items = session.exec(select(QueueTicketItem.accession_number).where(QueueTicketItem.ticket_id == ticket.id)).all()
+    return list(items) or [ticket.accession_number]
+
+
+def _merge_target(session: Session, order: ExamOrder, rooms: frozenset[str]) -> tuple[QueueTicket | None, dict]:
+    """A waiting ticket of the same patient this order is one exam with, by the merge rules; and
+    why each other waiting ticket stays separate."""
+    rules = triage.current_rules(session).merge_rules
+    mine = _exam_item(session, order, rooms)
+    same_patient = select(ExamOrder.accession_number).where(ExamOrder.patient_id == order.patient_id,
+                                                            ExamOrder.accession_number != order.accession_number)
+    tickets = session.exec(select(QueueTicket).where(QueueTicket.state == "waiting",
+                                                     col(QueueTicket.accession_number).in_(same_patient))).all()
+    split: dict[str, str] = {}
+    for t in tickets:
+        queue = session.get(QueueDefinition, t.queue_id)
+        orders = [session.get(ExamOrder, acc) for acc in _ticket_accessions(session, t)]
+        theirs = [_exam_item(session, o, frozenset(queue.rooms if queue else [])) for o in orders if o is not None]
+        if not theirs:
+            continue
+        verdicts = [verdict(o, mine, rules) for o in theirs]
+        refused = next((v for v in verdicts if not v.merge), None)
+        if refused is None:
+            return t, {"merge_rule": verdicts[0].rule, "why": verdicts[0].reason}
+        split[t.id] = refused.reason
+    return None, {"split": split}
+
+
+def _merge(session: Session, ticket: QueueTicket, accession_number: str, rule: str, actor: str) -> None:
+    """Attach the accession to the ticket; the ticket's own accession becomes an item too."""
+    have = set(session.exec(select(QueueTicketItem.accession_number).where(QueueTicketItem.ticket_id == ticket.id)))
+    for acc in [ticket.accession_number, accession_number]:
+        if acc not in have:
+            session.add(QueueTicketItem(id=f"{ticket.id}/{acc}", ticket_id=ticket.id, accession_number=acc,
+                                        live_accession=acc if acc != ticket.accession_number else None,
+                                        merge_rule=rule))
+    session.add(QueueCall(ticket_id=ticket.id, queue_id=ticket.queue_id, mode="join", actor=actor,
+                          detail=f"merged {accession_number} ({rule})"))
+
+
+def check_in(accession_number: str, room_id: str, actor: str, at: datetime) -> CheckInOut:
+    """The exam loop's check-in (R6.2.2, R6.3 'arrived', R6.1.6): smart triage picks the room
+    (`room_id` is the booked one), an order that is one exam with a waiting ticket of the same
+    patient joins that ticket, else a ticket on the chosen room's queue tiered by priority, age,
+    isolation and critical flags. Every choice is a `triage_decision` row and a timeline event;
+    a retry returns the same ticket."""
     with Session(get_engine(), expire_on_commit=False) as s:
         order = s.get(ExamOrder, accession_number)
         if order is None:
             raise NotFound(f"no order {accession_number}")
-        patient = s.get(Patient, order.patient_id)
+        live = _live_ticket(s, accession_number)
+        if live is not None:
+            return CheckInOut(**_out(live).model_dump())
+        choice = triage.choose(s, order, at, room_id)
+        rooms = frozenset(r.room_id for r in choice.ranking) or frozenset({choice.room_id})
+        target, merge_detail = _merge_target(s, order, rooms)
+        if target is not None:
+            _merge(s, target, accession_number, merge_detail["merge_rule"], actor)
+            why = f"one exam with {target.accession_number} on ticket {target.id}: {merge_detail['why']}"
+            queue = s.get(QueueDefinition, target.queue_id)
+            triage.record_decision(s, choice, accession_number=accession_number, ticket_id=target.id, kind="merge",
+                                   room_id=queue.rooms[0] if queue else choice.room_id, why=why, actor=actor,
+                                   rules_version=choice.rules_version, extra=merge_detail)
+            _triage_event(s, accession_number, target.id, why, actor)
+            if queue is not None and queue.rooms:
+                _move_worklist(s, [accession_number], queue.rooms[0], actor)
+            s.commit()
+            return CheckInOut(**_out(target).model_dump(), triage=choice, merged_into=target.id)
+        queue_id = _room_queue(s, choice.room_id)
+        patient_name = s.get(Patient, order.patient_id).name
+    flags = {"isolation"} if choice.facts.isolation != "none" else set()
+    flags |= {"critical"} if choice.facts.critical else set()
+    traits = PatientTraits(priority=order.priority, age=choice.facts.age, flags=frozenset(flags))
+    ticket = join(accession_number, patient_name, queue_id, traits, actor)
+    with Session(get_engine()) as s:
+        triage.record_decision(s, choice, accession_number=accession_number, ticket_id=ticket.id, kind="triage",
+                               room_id=choice.room_id, why=choice.why, actor=actor,
+                               rules_version=choice.rules_version, extra=merge_detail)
+        _triage_event(s, accession_number, ticket.id, choice.why, actor)
+        _move_worklist(s, [accession_number], choice.room_id, actor)
+        s.commit()
+    return CheckInOut(**ticket.model_dump(), triage=choice)
+
+
+def _move_worklist(session: Session, accessions: list[str], room_id: str, actor: str) -> None:
+    """A patient queued for another room than the booked one is scanned there: the scheduled
+    steps move with them, so the modality in that room finds them on its worklist (R4.2.2).
+    Steps already performed stay where they were performed."""
+    room = session.get(Room, room_id)
+    if room is None:
+        return
+    for acc in accessions:
+        steps = session.exec(select(WorklistEntry).where(WorklistEntry.accession_number == acc,
+                                                         WorklistEntry.status == "scheduled",
+                                                         WorklistEntry.room_id != room_id)).all()
+        for step in steps:
+            was = step.station_ae_title
+            step.room_id, step.station_ae_title = room.id, room.station_ae_title
+            session.add(step)
+            write_event(session, EventInput(key=f"{acc}/worklist-moved/{step.id}/{room.id}", accession_number=acc,
+                                            at=utcnow(), actor=actor, kind="worklist_moved",
+                                            summary=f"worklist step {step.id} moved from {was} to {room.station_ae_title}",
+                                            detail={"step": step.id, "from": was, "to": room.station_ae_title}))
+
+
+def _triage_event(session: Session, accession_number: str, ticket_id: str, why: str, actor: str) -> None:
+    write_event(session, EventInput(key=f"{accession_number}/triage/{ticket_id}", accession_number=accession_number,
+                                    at=utcnow(), actor=actor, kind="triaged", summary=f"queued for {why}",
+                                    detail={"ticket_id": ticket_id}))
+
+
+def override_room(ticket_id: str, room_id: str, reason: str, actor: str) -> TicketOut:
+    """A registrar or nurse sends a waiting patient to another room against triage's choice: the
+    reason and the rules it overrides are logged (call log, decision, timeline). A room that
+    cannot do the exam at all is refused."""
+    with Session(get_engine(), expire_on_commit=False) as s:
+        row = s.get(QueueTicket, ticket_id)
+        if row is None:
+            raise NotFound(f"no queue ticket {ticket_id}")
+        room = s.get(Room, room_id)
+        if room is None:
+            raise NotFound(f"no room {room_id}")
+        order = s.get(ExamOrder, row.accession_number)
+        if order is not None and order.modality not in room.modalities.split():
+            raise Conflict(f"room {room_id} does not do {order.modality}")
+        if row.state != "waiting":
+            raise Conflict(f"patient is {row.state}, not waiting")
         queue_id = _room_queue(s, room_id)
-    traits = PatientTraits(priority=order.priority, age=max(age_on(patient.birth_date, at.date()), 0))
-    return join(accession_number, patient.name, queue_id, traits, actor)
+        if queue_id == row.queue_id:
+            raise Conflict(f"the patient already queues for room {room_id}")
+        overridden: list[dict] = []
+        if order is not None:
+            out = triage.choose(s, order, utcnow(), room_id)
+            overridden = [r.model_dump() for r in out.refusals if r.room_id == room_id]
+        old = _item(row)
+        new, _call = calling.transfer(old, next(q for q in _queues(s) if q.id == queue_id))
+        moved = QueueTicket(**{**row.model_dump(), "queue_id": queue_id})  # not in the session: a probe for _place
+        if not _write(s, old, new):
+            raise Conflict("another terminal changed this patient a moment ago; refresh")
+        if not _place(s, moved, actor):
+            s.rollback()
+            raise Conflict("the queue changed a moment ago; override again")
+        if moved.seq != new.seq:
+            s.execute(update(QueueTicket).where(QueueTicket.id == row.id).values(seq=moved.seq),
+                      execution_options=NO_SYNC)
+        s.add(QueueCall(ticket_id=row.id, queue_id=queue_id, room_id=room_id, mode="override", actor=actor,
+                        detail=f"from {old.queue_id}: {reason}"))
+        why = f"{room_id}: overridden by {actor}: {reason}"
+        for acc in _ticket_accessions(s, row):
+            triage.record_decision(s, None, accession_number=acc, ticket_id=row.id, kind="override", room_id=room_id,
+                                   why=why, actor=actor, rules_version=triage.current_rules(s).version,
+                                   extra={"from_queue": old.queue_id, "reason": reason, "overrides": overridden})
+            write_event(s, EventInput(key=f"{acc}/triage-override/{uuid.uuid4().hex[:8]}", accession_number=acc,
+                                      at=utcnow(), actor=actor, kind="triage_overridden",
+                                      summary=f"sent to room {room_id}: {reason}",
+                                      detail={"ticket_id": row.id, "from_queue": old.queue_id, "overrides": overridden}))
+        _move_worklist(s, _ticket_accessions(s, row), room_id, actor)
+        s.commit()
+        s.refresh(row)
+        return _out(row)
 
 
 def loop_state(accession_number: str, state: str, actor: str, room_id: str | None) -> None:
     """The loop's own moves on the patient's live ticket: exam started (called, unless the desk
-    already called them), finished, or the order cancelled (left). Idempotent."""
-    with Session(get_engine()) as s:
-        ticket = s.exec(select(QueueTicket).where(QueueTicket.live_accession == accession_number)).first()
-    if ticket is None:
-        return
+    already called them), finished, or the order cancelled (left). A merged ticket finishes with
+    its last item. Idempotent."""
+    with Session(get_engine(), expire_on_commit=False) as s:
+        ticket = _live_ticket(s, accession_number)
+        if ticket is None:
+            return
+        if state in ("done", "left") and _finish_item(s, ticket, accession_number, state):
+            return
     mode = {"called": "select", "done": "finish", "left": "leave"}.get(state)
     if mode is None or (mode == "select" and ticket.state != "waiting"):
         return
@@ -321,6 +530,19 @@ def loop_state(accession_number: str, state: str, actor: str, room_id: str | Non
     except Conflict as err:
         # A desk or terminal moved the ticket meanwhile: the person's action stands over the loop's.
         log.info("queue ticket %s not moved to %s by the loop: %s", ticket.id, mode, err.reason)
+
+
+def _finish_item(session: Session, ticket: QueueTicket, accession_number: str, state: str) -> bool:
+    """Mark one item of a merged ticket; True while other items still need the ticket."""
+    items = session.exec(select(QueueTicketItem).where(QueueTicketItem.ticket_id == ticket.id)).all()
+    if not items:
+        return False
+    for item in items:
+        if item.accession_number == accession_number:
+            item.state, item.live_accession = state, None
+            session.add(item)
+    session.commit()
+    return any(i.state == "waiting" for i in items)
 
 
 def board(room_id: str) -> BoardLine:

@@ -13,13 +13,26 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, func, select
 
 from domain.enums import TaskState
-from domain.queueing.policy import DEFAULT_POLICY
+from domain.queueing.policy import CarePolicy
 from domain.tables import ExamOrder, HumanTask, Patient, User
 
 PAGE_SIZE = 100
 LIVE = (TaskState.open.value, TaskState.claimed.value)
-# "Elderly" as the care policy defines it (domain.queueing.policy), so inbox and queue agree.
-ELDERLY_AGE = min((r.min_age for r in DEFAULT_POLICY.rules if r.min_age is not None), default=80)
+
+
+def elderly_age(policy: CarePolicy) -> int:
+    """"Elderly" as the care policy in force defines it, so inbox and queue agree after a publish."""
+    return min((r.min_age for r in policy.rules if r.min_age is not None), default=80)
+
+
+def elderly_age_now(session: Session | None = None) -> int:
+    from core.db import session_scope
+    from services.care_policy import current_policy
+
+    if session is not None:
+        return elderly_age(current_policy(session))
+    with session_scope() as s:
+        return elderly_age(current_policy(s))
 
 
 @dataclass
@@ -48,7 +61,7 @@ def age_on(birth: date | None, today: date) -> int | None:
     return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
 
 
-def special_flags(order: ExamOrder | None, age: int | None) -> list[str]:
+def special_flags(order: ExamOrder | None, age: int | None, elderly_from: int) -> list[str]:
     """Special patients (R6.1.7): critically ill, MDRO, infectious, elderly, emergency."""
     flags = []
     if order is not None:
@@ -60,7 +73,7 @@ def special_flags(order: ExamOrder | None, age: int | None) -> list[str]:
             flags.append("infectious")
         if order.priority == "stat":
             flags.append("emergency")
-    if age is not None and age >= ELDERLY_AGE:
+    if age is not None and age >= elderly_from:
         flags.append("elderly")
     return flags
 
@@ -90,6 +103,7 @@ def inbox_page(session: Session, user: User, page: int = 1, now: datetime | None
         .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
     )
     today = now.date()
+    elderly_from = elderly_age_now(session)
     rows = []
     for task, order, patient in session.exec(stmt).all():
         age = age_on(patient.birth_date, today) if patient else None
@@ -97,6 +111,6 @@ def inbox_page(session: Session, user: User, page: int = 1, now: datetime | None
         rows.append(InboxRow(
             task=task, patient_name=patient.name if patient else "", sex=patient.sex if patient else "", age=age,
             procedure=order.procedure_name if order else "", priority=order.priority if order else "routine",
-            overdue=bool(due and due < now), flags=special_flags(order, age),
+            overdue=bool(due and due < now), flags=special_flags(order, age, elderly_from),
         ))
     return InboxPage(rows=rows, total=total, page=page, pages=pages)

@@ -6,18 +6,19 @@ import io
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
-from api.deps import SessionDep, TemporalConnectorDep, actor_of, in_thread, require
+from api.deps import SessionDep, TemporalConnectorDep, actor_of, get_clock, in_thread, require
 from api.errors import ErrorBody
 from core.db import session_scope
 from activities.critical import current_dictionary
 from domain.charts import weekly_compliance_svg
 from domain.critical_text import Suggestion, suggest
 from domain.critical_metrics import CSV_COLUMNS, CriticalFacts, CriticalMetrics, compute, csv_row
+from security import need_to_know
 from security.permissions import Permission
 from domain.loop import ActionAck, CriticalAck, CriticalRaise, CriticalStatus
 from domain.tables import CriticalValue, NotificationAttempt, User
@@ -89,13 +90,22 @@ def _get(session: Session, cv_id: str) -> CriticalValue:
     return row
 
 
+def _basis(session: Session, user: User, row: CriticalValue, request: Request) -> str | None:
+    if user.role not in need_to_know.SCOPED_ROLES:
+        return "role"
+    return need_to_know.critical_value_basis(session, user, row.accession_number, row.id, get_clock(request).now())
+
+
 @router.get("", response_model=list[CriticalValuePublic])
-def list_critical_values(_user: Reader, session: SessionDep, accession: str | None = None) -> list[CriticalValuePublic]:
-    """Newest first; `accession` narrows to one exam."""
+def list_critical_values(user: Reader, session: SessionDep, request: Request,
+                         accession: str | None = None) -> list[CriticalValuePublic]:
+    """Newest first; `accession` narrows to one exam. A clinician sees those of their own patients
+    and those they were paged for (need to know, R7.1.5)."""
     stmt = select(CriticalValue).order_by(col(CriticalValue.raised_at).desc())
     if accession:
         stmt = stmt.where(CriticalValue.accession_number == accession)
-    return [_public(r) for r in session.exec(stmt).all()]
+    rows = [r for r in session.exec(stmt).all() if _basis(session, user, r, request) is not None]
+    return [_public(r) for r in rows]
 
 
 class RaiseIn(BaseModel):
@@ -210,10 +220,19 @@ async def record_outcome(cv_id: str, body: OutcomeIn, user: OutcomeRecorder) -> 
     return await in_thread(_record_outcome, cv_id, body, user.id)
 
 
-@router.get("/{cv_id}", response_model=CriticalValueDetail, responses={404: {"model": ErrorBody}})
-def get_critical_value(cv_id: str, _user: Reader, session: SessionDep) -> CriticalValueDetail:
-    """The critical value with every notification attempt, in the order they were made."""
+@router.get("/{cv_id}", response_model=CriticalValueDetail,
+            responses={403: {"model": ErrorBody}, 404: {"model": ErrorBody}})
+def get_critical_value(cv_id: str, user: Reader, session: SessionDep, request: Request) -> CriticalValueDetail:
+    """The critical value with every notification attempt, in the order they were made. A clinician
+    outside the exam's need to know who was not paged for it is refused (403, break the glass)."""
     row = _get(session, cv_id)
+    basis = _basis(session, user, row, request)
+    if basis is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail=f"critical value {cv_id} is not one of your department's patients and you were "
+                            "not paged for it; to see it in an emergency, break the glass (POST /api/v1/break-glass "
+                            "with its accession number) with a reason")
+    request.state.access_basis = basis
     attempts = session.exec(
         select(NotificationAttempt)
         .where(NotificationAttempt.critical_value_id == cv_id)

@@ -11,7 +11,9 @@
 - POST /dicomweb/orders/{accession}/attachments  a JPEG, PNG or PDF body becomes a Secondary
            Capture / Encapsulated PDF in the order's study (201; 415 for other types)
 Every call needs a bearer token; STOW-RS is for technologists and system administrators,
-attachments also for registrars (who scan paper requests).
+attachments also for registrars (who scan paper requests). A clinician reads only the
+studies of their own patients' orders (need to know, security.need_to_know): QIDO
+leaves the others out, WADO answers 403 unless the glass is broken for that exam.
 OHIF reads this with `qidoRoot`/`wadoRoot` = <api>/dicomweb and `wadoUriRoot` = <api>/dicomweb/wado.
 """
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from sqlmodel import select
 
-from api.deps import get_clock, require
+from api.deps import check_study_access, get_clock, require, study_scope
 from core.config import get_settings
 from core.db import session_scope
 from domain.imaging_tables import ImagingInstance
@@ -39,6 +41,7 @@ from integrations.dicom.ingest import ingest_spooled
 from integrations.dicom.multipart import boundary_of, new_boundary, split_parts, stream_files
 from integrations.dicom.responses import put, to_dataset
 from integrations.dicom.store import DicomStore
+from security import need_to_know
 from security.permissions import Permission
 from security.watermark import watermark_image, watermark_label
 
@@ -50,6 +53,7 @@ ImageReader = Annotated[User, Depends(require(Permission.image_read))]
 Uploader = Annotated[User, Depends(require(Permission.image_store))]
 Attacher = Annotated[User, Depends(require(Permission.attachment_add))]
 MAX_ATTACHMENT_BYTES = 64 << 20
+InScope = [Depends(study_scope)]  # routes naming a {study}: its order's need to know
 
 
 def _store() -> DicomStore:
@@ -78,12 +82,14 @@ def _query(level: str, params: dict[str, str], **fixed: str) -> Dataset:
     return q
 
 
-def _qido(level: str, request: Request, **fixed: str) -> Response:
+def _qido(level: str, request: Request, user: User, **fixed: str) -> Response:
     params = dict(request.query_params)
     limit = int(params.get("limit", "1000"))
     offset = int(params.get("offset", "0"))
     with session_scope() as s:
         _, rows = qr_query.search(s, _query(level, params, **fixed))
+        if user.role in need_to_know.SCOPED_ROLES:
+            rows = _within_need_to_know(s, user, rows, request)
     rows = rows[offset:offset + limit]
     build = {"STUDY": lambda r: study_values(r[0]), "SERIES": lambda r: series_values(*r),
              "IMAGE": lambda r: instance_values(*r)}[level]
@@ -95,24 +101,40 @@ def _qido(level: str, request: Request, **fixed: str) -> Response:
     return _json(out)
 
 
+def _within_need_to_know(s: Any, user: User, rows: list[tuple[Any, ...]], request: Request) -> list[tuple[Any, ...]]:
+    """Only the studies of the clinician's patients (and those opened by break-glass, flagged)."""
+    now = get_clock(request).now()
+    bases: dict[str, str | None] = {}
+    kept: list[tuple[Any, ...]] = []
+    for row in rows:
+        uid = row[0].study_instance_uid
+        if uid not in bases:
+            bases[uid] = need_to_know.study_access_basis(s, user, uid, now)
+        if bases[uid] is not None:
+            kept.append(row)
+    if any(bases.get(r[0].study_instance_uid) == "break_glass" for r in kept):
+        request.state.access_basis = "break_glass"
+    return kept
+
+
 # QIDO-RS answers are DICOM JSON (PS3.18 F.2): an array of datasets keyed by tag.
 QIDO_RESPONSES: dict[int | str, dict] = {200: {"description": "Matching objects as DICOM JSON", "content": {
     DICOM_JSON: {"schema": {"type": "array", "items": {"type": "object"}}}}}}
 
 
 @router.get("/studies", responses=QIDO_RESPONSES)
-def qido_studies(request: Request, _: ImageReader) -> Response:
-    return _qido("STUDY", request)
+def qido_studies(request: Request, user: ImageReader) -> Response:
+    return _qido("STUDY", request, user)
 
 
-@router.get("/studies/{study}/series", responses=QIDO_RESPONSES)
-def qido_series(study: str, request: Request, _: ImageReader) -> Response:
-    return _qido("SERIES", request, StudyInstanceUID=study)
+@router.get("/studies/{study}/series", responses=QIDO_RESPONSES, dependencies=InScope)
+def qido_series(study: str, request: Request, user: ImageReader) -> Response:
+    return _qido("SERIES", request, user, StudyInstanceUID=study)
 
 
-@router.get("/studies/{study}/series/{series}/instances", responses=QIDO_RESPONSES)
-def qido_instances(study: str, series: str, request: Request, _: ImageReader) -> Response:
-    return _qido("IMAGE", request, StudyInstanceUID=study, SeriesInstanceUID=series)
+@router.get("/studies/{study}/series/{series}/instances", responses=QIDO_RESPONSES, dependencies=InScope)
+def qido_instances(study: str, series: str, request: Request, user: ImageReader) -> Response:
+    return _qido("IMAGE", request, user, StudyInstanceUID=study, SeriesInstanceUID=series)
 
 
 def _instances(study: str, series: str | None = None, sop: str | None = None) -> list[ImagingInstance]:
@@ -145,34 +167,35 @@ def _metadata(rows: list[ImagingInstance]) -> Response:
     return _json(out)
 
 
-@router.get("/studies/{study}")
+@router.get("/studies/{study}", dependencies=InScope)
 def wado_study(study: str, _: ImageReader) -> StreamingResponse:
     return _multipart(_instances(study))
 
 
-@router.get("/studies/{study}/series/{series}")
+@router.get("/studies/{study}/series/{series}", dependencies=InScope)
 def wado_series(study: str, series: str, _: ImageReader) -> StreamingResponse:
     return _multipart(_instances(study, series))
 
 
-@router.get("/studies/{study}/series/{series}/instances/{sop}")
+@router.get("/studies/{study}/series/{series}/instances/{sop}", dependencies=InScope)
 def wado_instance(study: str, series: str, sop: str, _: ImageReader) -> StreamingResponse:
     return _multipart(_instances(study, series, sop))
 
 
-@router.get("/studies/{study}/metadata")
+@router.get("/studies/{study}/metadata", dependencies=InScope)
 def study_metadata(study: str, _: ImageReader) -> Response:
     return _metadata(_instances(study))
 
 
-@router.get("/studies/{study}/series/{series}/metadata")
+@router.get("/studies/{study}/series/{series}/metadata", dependencies=InScope)
 def series_metadata(study: str, series: str, _: ImageReader) -> Response:
     return _metadata(_instances(study, series))
 
 
 @router.get("/wado")
 def wado_uri(
-    _: ImageReader,
+    request: Request,
+    user: ImageReader,
     request_type: Annotated[str, Query(alias="requestType")],
     study: Annotated[str, Query(alias="studyUID")],
     series: Annotated[str, Query(alias="seriesUID")],
@@ -180,6 +203,7 @@ def wado_uri(
 ) -> Response:
     if request_type != "WADO":
         raise HTTPException(400, "requestType must be WADO")
+    check_study_access(study, request, user)
     [row] = _instances(study, series, sop)
     return Response(_store().path(row.rel_path).read_bytes(), media_type="application/dicom")
 
@@ -280,7 +304,7 @@ def _rendered_type(accept: str | None) -> str:
     return next((t for t in wanted if t in RENDERED_TYPES), "image/jpeg")
 
 
-@router.get("/studies/{study}/series/{series}/instances/{sop}/rendered",
+@router.get("/studies/{study}/series/{series}/instances/{sop}/rendered", dependencies=InScope,
             responses={200: {"description": "One frame as a watermarked picture",
                              "content": {"image/jpeg": {}, "image/png": {}}}})
 def wado_rendered(
@@ -301,7 +325,7 @@ def wado_rendered(
                     headers={"Cache-Control": "no-store"})
 
 
-@router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frames}")
+@router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frames}", dependencies=InScope)
 def wado_frames(study: str, series: str, sop: str, frames: str, _: ImageReader) -> Response:
     try:
         numbers = [int(f) for f in frames.split(",")]

@@ -24,7 +24,7 @@ from core.db import session_scope
 from domain.empi_tables import PatientMatchReview
 from domain.order_changes import PatientMerged
 from domain.tables import User
-from security.masking import masked_model
+from security.masking import DisplayMasking, masked_model
 from security.permissions import Permission
 from services.empi_reviews import (
     ReviewDecision,
@@ -65,8 +65,9 @@ def reviews(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> ReviewPage:
-    return masked_model(ReviewPage(items=list_reviews(session, state, limit, offset), limit=limit, offset=offset),
-                        user.role)
+    unseal = _sees_numbers(user)
+    return masked_model(ReviewPage(items=list_reviews(session, state, limit, offset, unseal), limit=limit,
+                                   offset=offset), user.role)
 
 
 _REFUSALS: dict[int | str, dict[str, Any]] = {
@@ -77,11 +78,16 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _review(review_id: str) -> ReviewPublic:
+def _sees_numbers(user: User) -> bool:
+    """Whether this role sees personal numbers in full: only then are they unsealed (field_crypto)."""
+    return not DisplayMasking.from_settings().masks_identifiers(user.role)
+
+
+def _review(review_id: str, unseal: bool) -> ReviewPublic:
     with session_scope() as s:
         row = s.get(PatientMatchReview, review_id)
         assert row is not None
-        return public(s, row)
+        return public(s, row, unseal)
 
 
 @router.post("/reviews/{review_id}/resolve", response_model=ResolveResult, responses=_REFUSALS)
@@ -92,7 +98,8 @@ async def resolve_review(review_id: str, body: ReviewDecision, user: Resolver,
     actor = f"user:{user.id}"
     if body.decision == "keep_separate":
         await in_thread(keep_separate, session_scope, review_id, actor, body.reason)
-        return masked_model(ResolveResult(review=await in_thread(_review, review_id)), user.role)
+        return masked_model(ResolveResult(review=await in_thread(_review, review_id, _sees_numbers(user))),
+                            user.role)
     surviving, merged = survivor(row, body, session_scope)
     # Before merging: when the merged patient has running loops, they must hear of it (else 503, nothing merged).
     client = await connector.get() if await in_thread(has_open_orders, session_scope, merged) else None
@@ -101,7 +108,8 @@ async def resolve_review(review_id: str, body: ReviewDecision, user: Resolver,
         client = await connector.get()
     followed = await follow_merge(client, result.open_accessions, PatientMerged(  # type: ignore[arg-type]
         merge_id=result.merge_id, from_patient_id=merged, to_patient_id=surviving, actor=actor))
-    out = ResolveResult(review=await in_thread(_review, review_id), merge_id=result.merge_id,
+    out = ResolveResult(review=await in_thread(_review, review_id, _sees_numbers(user)),
+                        merge_id=result.merge_id,
                         loops_followed=followed.followed, loops_not_followed=followed.failed)
     return masked_model(out, user.role)
 

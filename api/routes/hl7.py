@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from api.deps import SessionDep, require
-from domain.hl7_tables import HL7Message
+from domain.hl7_tables import HL7Message, clear_ack, clear_raw
 from domain.tables import User
 from integrations.hl7 import log as msglog
 from security.permissions import Permission
@@ -88,7 +88,8 @@ def _utc(at: datetime | None) -> datetime | None:
 def _public(m: HL7Message, include_raw: bool) -> MessagePublic:
     fields = {k: getattr(m, k) for k in MessagePublic.model_fields if k not in ("raw", "ack")}
     if include_raw:
-        fields.update(raw=_text(m.raw, m.charset), ack=_text(m.ack_raw, m.charset))
+        # Sealed at rest (R10.3.3): opened only for the caller who asked for it and may read the log.
+        fields.update(raw=_text(clear_raw(m), m.charset), ack=_text(clear_ack(m), m.charset))
     return MessagePublic(**fields)
 
 
@@ -101,7 +102,7 @@ def messages(
     include_raw: bool = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> MessagePage:
-    """Search by MSH-10, patient (RadLoop ID or PID-3 value), accession and receipt time."""
+    """Search by MSH-10, patient (RadLoop ID or PID-3 value; a personal number whole), accession and receipt time."""
     found = msglog.search(session, control_id=control_id, patient=patient, accession=accession, since=_utc(since),
                           until=_utc(until), direction=direction, limit=limit)
     return MessagePage(items=[_public(m, include_raw) for m in found], limit=limit)

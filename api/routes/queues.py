@@ -1,7 +1,11 @@
 """Queue calling terminals and displays (R6.2.2, R6.3).
 
 Registration and nurses put checked-in patients on queues; technologists and nurses call
-(next, recall, skip, select, transfer, finish); every call is logged. Displays read a
+(next, recall, skip, select, transfer, finish); every call is logged. Smart triage (R6.1.6):
+the desk records where the patient comes from and how (bed, wheelchair, isolation) and sees
+the room triage chooses and why; after check-in the decisions are listed, and a registrar or
+nurse may send the patient to another room with a reason. Managers keep the room profiles,
+areas, distances and versioned rules. Displays read a
 room's board (masked names) or follow the live feed: Server-Sent Events, one `board`
 event per room whenever the call log moves.
 """
@@ -11,7 +15,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import asdict
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, status
@@ -22,8 +26,9 @@ from api.deps import SessionDep, in_thread, require
 from domain.queueing.policy import PatientTraits
 from domain.tables import User
 from security.permissions import Permission
-from services import queueing
+from services import queueing, triage
 from services.queueing import TicketOut
+from services.triage import DecisionOut, TriageOut
 
 router = APIRouter(prefix="/api/v1", tags=["queues"])
 Desk = Annotated[User, Depends(require(Permission.queue_join))]
@@ -82,6 +87,63 @@ async def condition_change(ticket_id: str, body: ConditionIn, user: Desk) -> Tic
     """Condition changed while waiting (R6.1.7): a higher care tier re-sorts the queue at once;
     409 with the reason when it would not raise the patient's priority."""
     return await in_thread(queueing.condition_change, ticket_id, body.traits, body.reason, user.id)
+
+
+class OverrideIn(BaseModel):
+    room_id: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=2, max_length=500)
+
+
+@router.post("/queue-tickets/{ticket_id}/room-override", response_model=TicketOut)
+async def override_room(ticket_id: str, body: OverrideIn, user: Desk) -> TicketOut:
+    """Send a waiting patient to another room against triage's choice (R6.1.6); the reason and the
+    rules it overrides are logged. 409 when the room cannot do the exam or the patient is not waiting."""
+    return await in_thread(queueing.override_room, ticket_id, body.room_id, body.reason, user.id)
+
+
+@router.post("/check-ins/{accession_number}/triage", response_model=TriageOut)
+async def triage_facts(accession_number: str, body: triage.FactsIn, user: Desk) -> TriageOut:
+    """Record the patient's facts at check-in (area or ward, transport, isolation, critical) and
+    answer the room triage chooses now, with every room's score or refusal (R6.1.6). Completing
+    the check-in task queues the patient by the same rules."""
+    await in_thread(triage.record_facts, accession_number, body, user.id)
+    return await in_thread(triage.preview, accession_number, datetime.now(timezone.utc))
+
+
+@router.get("/check-ins/{accession_number}/triage", response_model=list[DecisionOut])
+async def triage_decisions(accession_number: str, _user: Desk) -> list[DecisionOut]:
+    """Why the patient queues where they do: triage's choice, a merge, overrides (oldest first)."""
+    return await in_thread(triage.decisions, accession_number)
+
+
+class DistanceIn(BaseModel):
+    metres: float = Field(ge=0, le=100_000)
+
+
+@router.put("/rooms/{room_id}/triage-profile", status_code=status.HTTP_204_NO_CONTENT)
+def put_room_profile(room_id: str, body: triage.ProfileIn, session: SessionDep, user: Keeper) -> None:
+    triage.set_profile(session, room_id, body, user.id)
+
+
+@router.put("/triage/areas/{area_id}", status_code=status.HTTP_204_NO_CONTENT)
+def put_area(area_id: str, body: triage.AreaIn, session: SessionDep, _user: Keeper) -> None:
+    triage.set_area(session, area_id, body)
+
+
+@router.put("/triage/distances/{area_id}/{room_id}", status_code=status.HTTP_204_NO_CONTENT)
+def put_distance(area_id: str, room_id: str, body: DistanceIn, session: SessionDep, _user: Keeper) -> None:
+    triage.set_distance(session, area_id, room_id, body.metres)
+
+
+@router.get("/triage/rules", response_model=triage.TriageRules)
+def get_rules(session: SessionDep, _user: Desk) -> triage.TriageRules:
+    return triage.current_rules(session)
+
+
+@router.post("/triage/rules", response_model=triage.TriageRules, status_code=status.HTTP_201_CREATED)
+def publish_rules(body: triage.RulesIn, session: SessionDep, user: Keeper) -> triage.TriageRules:
+    """A new version of the triage rules; check-ins from now on use it, earlier decisions keep theirs."""
+    return triage.publish_rules(session, body, user.id)
 
 
 @router.post("/queues/{queue_id}/eta-notices", response_model=list[queueing.EtaNotice])

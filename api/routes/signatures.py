@@ -37,7 +37,9 @@ def verify_report_signature(
     """Who signed this version and when, and whether its content or its signature changed since.
 
     status: `intact`, `content_changed` (the report text differs from what was signed),
-    `signature_altered` (the signature record itself was changed) or `unsigned`.
+    `signature_altered` (the signature record itself was changed), `signature_missing` (the
+    version was signed, as its own row and the later signatures say, but its signature record
+    was deleted) or `unsigned`.
     """
     _order(session, accession)
     check = verify_version(session, accession, version, get_settings().signature_keys)

@@ -11,13 +11,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, func, select
 
-from api.deps import SessionDep, TemporalConnectorDep, actor_of, in_thread, require
+from api.deps import SessionDep, TemporalConnectorDep, actor_of, in_thread, patient_scope, require
 from api.errors import ErrorBody, ValidationErrorBody
+from api.routes.consent_signatures import check_in_errors
 from api.routes.ui_schemas import validate_form
 from core.db import session_scope
 from domain.enums import Role, TaskState, TaskType
@@ -159,10 +160,13 @@ def inbox(
 
 # Task IDs are `<workflow_id>/<type>/<n>`: the `path` converter lets them carry their slashes.
 @router.get("/{task_id:path}", response_model=TaskPublic, responses={403: {"model": ErrorBody}, 404: {"model": ErrorBody}})
-def get_task(task_id: str, user: TaskReader, session: SessionDep) -> TaskPublic:
+def get_task(task_id: str, user: TaskReader, session: SessionDep, request: Request) -> TaskPublic:
+    """One task; a clinician also needs to know its patient (R7.1.5: their department's, assigned to them, or break-glass)."""
     task = _get(session, task_id)
     if user.role not in OVERSEERS:
         _may_work_on(task, user)
+    if task.accession_number and task.assignee_id != user.id:  # a task given to them is theirs to see
+        patient_scope(task.accession_number, request, user)
     return masked_model(TaskPublic.of(task), user.role)
 
 
@@ -249,6 +253,7 @@ async def complete(
     """Validate the form, then hand it to the loop; the loop's activity marks the row done."""
     task = await in_thread(_checked_for_completion, task_id, user)
     data, errors = validate_form(task.task_type, body.data)
+    errors = errors or await in_thread(check_in_errors, task, data)  # the uploaded signature agrees (R6.1.4)
     if errors:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[e.model_dump() for e in errors]

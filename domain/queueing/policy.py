@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Flag = Literal["disabled", "returning_after_preparation", "pregnant", "child", "isolation"]
+Flag = Literal["disabled", "returning_after_preparation", "pregnant", "child", "isolation", "critical"]
 
 
 class PatientTraits(BaseModel):
@@ -52,6 +52,7 @@ class CarePolicy(BaseModel):
 
 DEFAULT_POLICY = CarePolicy(rules=(
     PriorityRule(name="emergency first", rank=0, priorities=frozenset({"stat"})),
+    PriorityRule(name="critical patient first", rank=0, flags=frozenset({"critical"})),
     PriorityRule(name="urgent", rank=1, priorities=frozenset({"urgent"})),
     PriorityRule(name="back from preparation", rank=2, flags=frozenset({"returning_after_preparation"})),
     PriorityRule(name="elderly (80+)", rank=3, min_age=80),

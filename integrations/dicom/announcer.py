@@ -47,18 +47,22 @@ class Announcer:
                     log.error("gave up telling loop %s that images are in", item.accession)
 
     def tell_loop(self, item: Received) -> bool:
-        """True when the loop answered (accepted or refused); False when it could not be reached."""
-        ae = item.calling_ae or "unknown"
-        info = ImagesReceived(
-            actor=Actor(user_id=f"modality:{ae}", role=Role.technologist, name=ae),
-            study_instance_uid=item.study_instance_uid, num_series=item.num_series,
-            num_instances=item.num_instances, how=item.how)
-        try:
-            ack = self._bridge.images_received(item.accession, info)
-            log.info("loop %s: %s", item.accession, ack.detail)
-        except LoopError as err:
-            log.info("loop %s refused images received: %s", item.accession, err.reason)
-        except Exception as exc:
-            log.warning("could not tell loop %s that images are in: %s", item.accession, exc)
-            return False
-        return True
+        return tell_loop(self._bridge, item)
+
+
+def tell_loop(bridge: LoopBridge, item: Received) -> bool:
+    """True when the loop answered (accepted or refused); False when it could not be reached."""
+    ae = item.calling_ae or "unknown"
+    info = ImagesReceived(
+        actor=Actor(user_id=f"modality:{ae}", role=Role.technologist, name=ae),
+        study_instance_uid=item.study_instance_uid, num_series=item.num_series,
+        num_instances=item.num_instances, how=item.how)
+    try:
+        ack = bridge.images_received(item.accession, info)
+        log.info("loop %s: %s", item.accession, ack.detail)
+    except LoopError as err:
+        log.info("loop %s refused images received: %s", item.accession, err.reason)
+    except Exception as exc:
+        log.warning("could not tell loop %s that images are in: %s", item.accession, exc)
+        return False
+    return True

@@ -25,6 +25,7 @@ from domain.imaging_tables import (
 )
 from domain.tables import ExamOrder, PatientIdentifier, WorklistEntry
 from integrations.dicom.instance_facts import InstanceFacts
+from security.field_crypto import identifier_index
 
 
 def now() -> datetime:
@@ -96,10 +97,12 @@ def _insert_ignore(session: Session, model: type[SQLModel], values: dict[str, An
 
 
 def _patient_matches(session: Session, order: ExamOrder, patient_id: str) -> bool:
+    """The image's PatientID names the order's patient: its RadLoop ID or an identifier (by blind index)."""
     if not patient_id or patient_id == order.patient_id:
         return True
-    return session.exec(select(PatientIdentifier).where(
-        PatientIdentifier.patient_id == order.patient_id, PatientIdentifier.value == patient_id)).first() is not None
+    idents = session.exec(select(PatientIdentifier).where(
+        PatientIdentifier.patient_id == order.patient_id)).all()
+    return any(i.value_bidx == identifier_index(i.system, patient_id) for i in idents)
 
 
 def _find_order(session: Session, facts: InstanceFacts) -> tuple[str | None, str]:

@@ -66,11 +66,14 @@ class LoopBridge:
         future = asyncio.run_coroutine_threadsafe(call(), self._loop)
         return future.result(timeout=UPDATE_TIMEOUT_SECONDS)
 
-    def record_exam_event(self, accession: str, event: ExamEvent) -> ActionAck:
-        """The loop's answer, or `LoopError` (NotFound / Conflict / Forbidden / Invalid)."""
+    def record_exam_event(self, accession: str, event: ExamEvent, update_id: str | None = None) -> ActionAck:
+        """The loop's answer, or `LoopError` (NotFound / Conflict / Forbidden / Invalid).
+
+        The same `update_id` again (a retried MPPS, a replay) gets the first answer, not a second step.
+        """
         from services import loop_commands
 
-        return self._run(lambda c: loop_commands.record_exam_event(c, accession, event))
+        return self._run(lambda c: loop_commands.record_exam_event(c, accession, event, update_id))
 
     def images_received(self, accession: str, info: ImagesReceived) -> ActionAck:
         """The loop's answer, or `LoopError` (e.g. Conflict: patient not checked in)."""

@@ -1,10 +1,14 @@
-"""What RadLoop reads from an MPPS (R6.3): which order, what was done, series and contrast."""
+"""What RadLoop reads from an MPPS (R6.3): which order, what was done where and when, series and contrast."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 from pydicom.dataset import Dataset
+
+from core.config import get_settings
 
 VALID_STATUSES = ("IN PROGRESS", "COMPLETED", "DISCONTINUED")
 
@@ -24,6 +28,9 @@ class MppsFacts(BaseModel):
     contrast_agent: str | None = None
     contrast_volume_ml: float | None = None
     discontinuation_reason: str | None = None
+    station_ae: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
 
 
 def _s(ds: Dataset, keyword: str) -> str:
@@ -43,6 +50,27 @@ def _contrast(ds: Dataset) -> tuple[str | None, float | None]:
             if volume is None and q.get("Quantity") not in (None, "") and (not units or units[0] in ("ml", "cm3")):
                 volume = float(q.Quantity)
     return agent, volume
+
+
+def _zone(ds: Dataset) -> tzinfo:
+    """Timezone Offset From UTC when the modality sent it, else the center's zone (DICOM times are local)."""
+    offset = _s(ds, "TimezoneOffsetFromUTC")
+    if len(offset) == 5 and offset[0] in "+-" and offset[1:].isdigit():
+        minutes = int(offset[1:3]) * 60 + int(offset[3:])
+        return timezone(timedelta(minutes=-minutes if offset[0] == "-" else minutes))
+    return ZoneInfo(get_settings().timezone)
+
+
+def _when(ds: Dataset, date_kw: str, time_kw: str) -> datetime | None:
+    """DA + TM as an aware datetime; None when the date is absent; ValueError when unreadable."""
+    day, clock = _s(ds, date_kw), _s(ds, time_kw).replace(":", "")
+    if not day:
+        return None
+    whole, _, fraction = (clock or "000000").partition(".")
+    whole = whole.ljust(6, "0")
+    naive = datetime.strptime(day + whole, "%Y%m%d%H%M%S")
+    naive = naive.replace(microsecond=int(fraction.ljust(6, "0")[:6]) if fraction else 0)
+    return naive.replace(tzinfo=_zone(ds))
 
 
 def read_facts(ds: Dataset) -> MppsFacts:
@@ -70,4 +98,7 @@ def read_facts(ds: Dataset) -> MppsFacts:
         contrast_agent=agent,
         contrast_volume_ml=volume,
         discontinuation_reason=reason,
+        station_ae=_s(ds, "PerformedStationAETitle") or None,
+        started_at=_when(ds, "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime"),
+        ended_at=_when(ds, "PerformedProcedureStepEndDate", "PerformedProcedureStepEndTime"),
     )

@@ -5,9 +5,11 @@ matched no order) is linked by setting its order; the stored bytes stay as
 received. The listener's sweeper then tells the loop "images received" once the
 study is stable (completeness.py), as for any linked study. An unmatched MPPS is
 linked by giving its record the order's accession, so its Performed Series count
-toward that order's completeness; the exam's started / completed steps are
-recorded in the loop by the technologist as usual. Each link writes a timeline
-event on the order; the HTTP edge audits who did it.
+toward that order's completeness; the HTTP edge then replays what it said onto
+the order's exam loop (mpps_replay.py: started, completed / discontinued, each at
+most once, refused steps recorded with the loop's reason), and each item lists
+those outcomes in `replay`. Each link writes a timeline event on the order; the
+HTTP edge audits who did it.
 """
 from __future__ import annotations
 
@@ -18,8 +20,10 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
 from activities.events import EventInput, write_event
+from core.db import session_scope
 from domain.imaging_tables import ImagingStudy, MppsRecord, ReconciliationItem
 from domain.tables import ExamOrder
+from integrations.dicom.mpps_replay import ReplayStep, outcomes
 
 
 class ReconciliationError(Exception):
@@ -41,6 +45,9 @@ class ReconciliationPublic(BaseModel):
     resolved_at: datetime | None
     linked_accession: str | None = Field(None, description="The order it is linked to, once resolved")
     num_instances: int | None = Field(None, description="Images in the study (unmatched studies)")
+    replay: list[ReplayStep] | None = Field(
+        None, description="Linked MPPS: each step it reported and whether the order's loop took it "
+        "(replayed), refused it (skipped, with the reason) or has not heard it yet (pending)")
 
 
 class ResolveIn(BaseModel):
@@ -49,7 +56,7 @@ class ResolveIn(BaseModel):
 
 
 def _public(s: Session, row: ReconciliationItem) -> ReconciliationPublic:
-    linked, count = None, None
+    linked, count, replay = None, None, None
     uid = row.id.partition(":")[2]
     if row.kind == "unmatched_study":
         study = s.get(ImagingStudy, row.study_instance_uid or uid)
@@ -58,10 +65,12 @@ def _public(s: Session, row: ReconciliationItem) -> ReconciliationPublic:
     elif row.kind == "unmatched_mpps" and row.state == "resolved":
         mpps = s.get(MppsRecord, uid)
         linked = mpps.accession_number if mpps else None
+        replay = outcomes(s, mpps) if mpps else None
     return ReconciliationPublic(
         id=row.id, kind=row.kind, state=row.state, reason=row.reason, study_instance_uid=row.study_instance_uid,
         accession_number=row.accession_number, patient_id=row.patient_id, patient_name=row.patient_name,
-        created_at=row.created_at, resolved_at=row.resolved_at, linked_accession=linked, num_instances=count)
+        created_at=row.created_at, resolved_at=row.resolved_at, linked_accession=linked, num_instances=count,
+        replay=replay)
 
 
 def list_items(s: Session, state: str | None, kind: str | None, limit: int, offset: int) -> list[ReconciliationPublic]:
@@ -120,3 +129,17 @@ def resolve(s: Session, item_id: str, body: ResolveIn, actor: str) -> Reconcilia
             "received_patient_id": row.patient_id, "order_patient_id": order.patient_id, "note": body.note}))
     s.flush()
     return _public(s, row)
+
+
+def link(item_id: str, body: ResolveIn, actor: str) -> ReconciliationPublic:
+    """`resolve` in its own committed unit of work, so what follows (the MPPS replay) sees the link."""
+    with session_scope() as s:
+        return resolve(s, item_id, body, actor)
+
+
+def current(item_id: str) -> ReconciliationPublic:
+    with session_scope() as s:
+        row = s.get(ReconciliationItem, item_id)
+        if row is None:
+            raise ReconciliationError(404, f"no reconciliation item {item_id}")
+        return _public(s, row)

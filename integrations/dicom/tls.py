@@ -6,6 +6,11 @@ every peer to present a certificate that CA signed (mutual authentication). The
 handshake runs when the connection is accepted, bounded by HANDSHAKE_SECONDS, so
 a failure is refused before any association and audited (security alert) like a
 refused AE title; plain-TCP peers fail the handshake the same way.
+
+Associations RadLoop opens (C-MOVE sub-operations, Storage Commitment reports on
+a new association) use TLS to every AE listed in settings.dicom_destination_tls:
+`peer_tls_args` gives pynetdicom's `tls_args` for it, verifying the peer's
+certificate (chain and name) and presenting our client certificate for mutual TLS.
 """
 from __future__ import annotations
 
@@ -50,6 +55,23 @@ def client_context(settings: Settings) -> ssl.SSLContext | None:
     else:
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def peer_tls_args(settings: Settings, ae_title: str, host: str) -> tuple[ssl.SSLContext, str] | None:
+    """`tls_args` for an association to `ae_title` at `host`; None when that AE is not configured for TLS.
+
+    Raises OSError / ssl.SSLError when its CA or certificate files cannot be loaded.
+    """
+    peer = settings.dicom_destination_tls.get(ae_title)
+    if peer is None:
+        return None
+    ca = peer.ca or settings.dicom_tls_ca
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca) if ca else None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    cert, key = (peer.cert, peer.key) if peer.cert else (settings.dicom_tls_cert, settings.dicom_tls_key)
+    if cert is not None and key is not None:
+        ctx.load_cert_chain(str(cert), str(key))
+    return ctx, peer.server_hostname or host
 
 
 class GuardedServer(AssociationServer):

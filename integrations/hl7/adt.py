@@ -21,6 +21,7 @@ from domain.orders import PatientIdentifier as IdentifierIn
 from integrations.hl7.context import InboundContext, Outcome, SessionFactory, temporal_or_not_now
 from integrations.hl7.parse import ErrorCode, HL7Reject, Issue, Location, ParsedMessage, reject
 from integrations.hl7.patient import identifiers_from, patient_facts
+from security.field_crypto import display_identifier
 from services.errors import Conflict, Invalid, NotFound
 from domain.order_changes import PatientMerged
 from services.order_changes import follow_merge
@@ -32,8 +33,8 @@ def _owner(sessions: SessionFactory, identifiers: list[IdentifierIn], location: 
     with sessions() as s:
         owners = {o for i in identifiers if (o := owner_before_merges(s, i.system, i.value))}
     if not owners:
-        raise reject("AE", ErrorCode.unknown_key, "no patient with identifiers "
-                     + ", ".join(f"{i.system}:{i.value}" for i in identifiers), location)
+        named = ", ".join(f"{i.system}:{display_identifier(i.system, i.value)}" for i in identifiers)
+        raise reject("AE", ErrorCode.unknown_key, f"no patient with identifiers {named}", location)
     if len(owners) > 1:
         raise reject("AE", ErrorCode.duplicate_key, f"{location} identifiers name {len(owners)} different patients",
                      location)
@@ -55,7 +56,8 @@ async def handle_merge(msg: ParsedMessage, ctx: InboundContext, summary: dict[st
                      Location("MRG", 1))
     surviving = await asyncio.to_thread(_owner, ctx.sessions, facts.identifiers, Location("PID", 3))
     merged = await asyncio.to_thread(_owner, ctx.sessions, prior_ids, Location("MRG", 1))
-    summary.update(patient_id=surviving, patient_identifier=facts.identifiers[0].value, merged_patient_id=merged)
+    summary.update(patient_id=surviving, patient_identifier=facts.identifiers[0].value,
+                   patient_identifier_system=facts.identifiers[0].system, merged_patient_id=merged)
     sender = msg.header.sending_application or "HIS"
     # Before writing: when the merged patient has open loops, they must hear of the merge before the AA.
     client = await temporal_or_not_now(ctx) if await asyncio.to_thread(has_open_orders, ctx.sessions, merged) \
@@ -90,7 +92,8 @@ async def handle_adt(msg: ParsedMessage, ctx: InboundContext, summary: dict[str,
     if not facts.identifiers:
         raise reject("AE", ErrorCode.required_field_missing, "PID-3 patient identifier is required",
                      Location("PID", 3))
-    summary["patient_identifier"] = facts.identifiers[0].value
+    summary.update(patient_identifier=facts.identifiers[0].value,
+                   patient_identifier_system=facts.identifiers[0].system)
     source = f"hl7:{msg.header.sending_application or 'HIS'}:{msg.header.control_id}"
     try:
         if msg.header.trigger_event in ("A01", "A04"):

@@ -6,12 +6,15 @@ the HIS's listener. No loop owns these messages, so the listener delivers them:
 one sender task, first in first out, the head retried with backoff while the HIS
 is down (later ACKs wait behind it, so order holds). The rows are written before
 delivery starts, so a restarted listener picks up what is still queued (`resume`).
+`close` is bounded: it stops the sender even when a delivery swallowed the cancellation
+(Python 3.11's `asyncio.wait_for` does when its inner future has just completed).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 
 from sqlmodel import col, select
 
@@ -23,6 +26,7 @@ from integrations.hl7.parse import Issue, MessageHeader
 
 log = logging.getLogger("radloop.hl7.app_acks")
 APP_ACK_TYPE = "ACK (application)"
+CLOSE_SECONDS = 5.0
 
 
 def queue_application_ack(header: MessageHeader, code: str, issues: list[Issue], text: str,
@@ -45,11 +49,16 @@ def queue_application_ack(header: MessageHeader, code: str, issues: list[Issue],
 
 
 class ApplicationAckSender:
-    def __init__(self, first_retry_seconds: float = 1.0, max_retry_seconds: float = 300.0) -> None:
+    """`deliver_one` sends one queued row (integrations.hl7.delivery.deliver; tests pass their own)."""
+
+    def __init__(self, first_retry_seconds: float = 1.0, max_retry_seconds: float = 300.0,
+                 deliver_one: Callable[[str], Awaitable[str]] = deliver) -> None:
         self.first_retry = first_retry_seconds
         self.max_retry = max_retry_seconds
+        self._deliver = deliver_one
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"hl7-app-acks-{uuid.uuid4().hex[:6]}")
@@ -70,18 +79,30 @@ class ApplicationAckSender:
             self.submit(message_id)
         return len(ids)
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+    async def close(self, timeout: float = CLOSE_SECONDS) -> None:
+        """Stop sending (what is undelivered stays queued in the log for `resume`); never waits past `timeout`."""
+        self._closing = True
+        task = self._task
+        if task is None:
+            return
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not task.done():
+            task.cancel()  # again if a delivery swallowed the last one; `_closing` ends the loop regardless
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                log.error("application ACK sender did not stop within %.0f s; leaving it", timeout)
+                return
+            await asyncio.wait({task}, timeout=min(left, 0.5))
+        if not task.cancelled() and task.exception() is not None:
+            log.error("application ACK sender had failed", exc_info=task.exception())
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             message_id = await self._queue.get()
             delay = self.first_retry
-            while True:
+            while not self._closing:
                 try:
-                    await deliver(message_id)
+                    await self._deliver(message_id)
                     break
                 except DeliveryFailed as err:
                     if not err.retryable:

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from core.config import Settings, get_settings
 
 from core.db import session_scope
-from domain.hl7_tables import HL7Message
+from domain.hl7_tables import HL7Message, clear_raw
 from domain.tables import utcnow
 from integrations.hl7.audit import record_sent
 from integrations.hl7.mllp import FramingError, MLLPClient
@@ -95,7 +95,7 @@ async def deliver(message_id: str) -> str:
         return "not_sent"
     try:
         async with MLLPClient(his.host, his.port, timeout=his.timeout_seconds) as client:
-            ack = await client.send(row.raw)
+            ack = await client.send(clear_raw(row))  # sealed at rest (domain.hl7_tables)
     except (OSError, TimeoutError, FramingError) as err:
         reason = f"HIS {his.host}:{his.port} unreachable: {type(err).__name__}: {err}"
         await asyncio.to_thread(mark, message_id, "pending", reason)

@@ -5,8 +5,9 @@ message is durable"):
 1. read MSH (charset, delimiters); unreadable -> AR, logged, nothing else done;
 2. refuse unsupported type/event/version/processing ID -> AR;
 3. look up (sender, MSH-10) in the log: a resend gets the stored ACK, nothing else;
-4. parse with hl7apy and run the handler, which commits rows / starts or signals
-   the loop before returning; content errors -> AE with ERR, "not now" -> AR;
+4. parse (once: structure checked against hl7apy's tables, fields split by RadLoop)
+   and run the handler, which commits rows / starts or signals the loop before
+   returning; content errors -> AE with ERR, "not now" -> AR;
 5. store the message with its ACK and timing, then answer; in enhanced mode the
    application ACK MSH-16 asks for is queued for the HIS (integrations.hl7.app_acks).
 """
@@ -44,8 +45,7 @@ from integrations.hl7.parse import (
     ParsedMessage,
     check_header,
     decode,
-    parse_async,
-    start_check,
+    parse,
     read_header,
 )
 
@@ -100,10 +100,8 @@ class InboundProcessor:
             message_text = decode(raw, header)
         except UnicodeDecodeError:  # read_header decoded the same bytes already
             message_text = ""
-        check = start_check(message_text)  # hl7apy works in its process while the log is asked about a resend
         previous = await asyncio.to_thread(msglog.lookup, self.ctx.sessions, header)
         if previous is not None and previous.ack is not None:
-            check.cancel()
             log.info("resend of %s from %s: replaying the stored ACK", header.control_id, header.sender)
             await asyncio.to_thread(msglog.record_duplicate, self.ctx.sessions, header, raw, str(peer), previous)
             self._audit(header, str(peer), "duplicate", previous.ack_code, {}, [], previous.row_id, previous.row_id)
@@ -112,7 +110,7 @@ class InboundProcessor:
         summary: dict[str, Any] = {"message_type": header.type_event}
         code, issues, text, transient = "AA", [], "", False
         try:
-            parsed = await parse_async(message_text, header, check)
+            parsed = parse(message_text, header)
             outcome = await HANDLERS[header.type_event](parsed, self.ctx, summary)
             text = outcome.text
         except HL7Reject as err:

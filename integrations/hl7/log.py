@@ -10,6 +10,10 @@ behind it is idempotent (placer number unique, workflow ID from the accession,
 cancel validated by the loop, demographics set to what was sent). Two identical
 messages racing each other are both processed; the second row is stored as a
 duplicate of the first.
+
+The raw message and ACK are sealed on flush (domain.hl7_tables): read them through
+`clear_raw` / `clear_ack`. A personal number as first PID-3 is stored masked, with a
+blind index that a search by the full number matches (security.field_crypto).
 """
 from __future__ import annotations
 
@@ -23,9 +27,10 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
 
-from domain.hl7_tables import HL7Message
+from domain.hl7_tables import HL7Message, clear_ack
 from domain.tables import utcnow
 from integrations.hl7.parse import MessageHeader
+from security.field_crypto import display_identifier, identifier_index, is_sealed, personal_number_indexes
 
 SessionFactory = Callable[[], AbstractContextManager[Session]]
 
@@ -69,7 +74,7 @@ def lookup(sessions: SessionFactory, header: MessageHeader) -> Previous | None:
     """The first receipt of this (sender, MSH-10), if it was answered for good."""
     with sessions() as s:
         first = s.exec(select(HL7Message).where(HL7Message.dedup_key == dedup_key(header))).first()
-        return Previous(first.id, first.ack_raw, first.ack_code) if first is not None else None
+        return Previous(first.id, clear_ack(first), first.ack_code) if first is not None else None
 
 
 def record_duplicate(sessions: SessionFactory, header: MessageHeader, raw: bytes, peer: str,
@@ -93,17 +98,29 @@ class Outcome:
     application_ack_code: str | None = None
 
 
+def patient_columns(summary: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(summary as stored, patient columns): a personal-number first PID-3 only masked and blind-indexed."""
+    value, system = summary.get("patient_identifier"), summary.get("patient_identifier_system") or "MRN"
+    columns: dict[str, Any] = {"patient_id": summary.get("patient_id"), "patient_identifier": value}
+    if not value or not is_sealed(system):
+        return summary, columns
+    display = display_identifier(system, value)
+    # Indexed under the bare domain (INSURANCE:<region> -> INSURANCE): a search names no domain.
+    columns.update(patient_identifier=display,
+                   patient_identifier_bidx=identifier_index(system.split(":", 1)[0], value))
+    return {**summary, "patient_identifier": display}, columns
+
+
 def record(sessions: SessionFactory, header: MessageHeader, raw: bytes, peer: str, received_at: datetime,
            out: Outcome) -> str:
     """Store a processed message with its ACK; the first of its (sender, MSH-10) holds the dedup key."""
-    summary = out.summary
+    summary, patient = patient_columns(out.summary)
 
     def row(key: str | None, duplicate_of: str | None) -> HL7Message:
         return HL7Message(
             id=str(uuid.uuid4()), direction="inbound", dedup_key=key, duplicate_of=duplicate_of, raw=raw,
             raw_size=len(raw), peer=peer, summary=summary, status=out.status if duplicate_of is None else "duplicate",
-            patient_id=summary.get("patient_id"), patient_identifier=summary.get("patient_identifier"),
-            accession_number=summary.get("accession_number"),
+            **patient, accession_number=summary.get("accession_number"),
             placer_order_number=summary.get("placer_order_number"),
             ack_raw=out.ack, ack_code=out.ack_code, application_ack_code=out.application_ack_code,
             error=out.error, received_at=received_at, acked_at=utcnow(), processing_ms=out.processing_ms,
@@ -129,7 +146,10 @@ def record(sessions: SessionFactory, header: MessageHeader, raw: bytes, peer: st
 def search(session: Session, *, control_id: str | None = None, patient: str | None = None,
            accession: str | None = None, since: datetime | None = None, until: datetime | None = None,
            direction: str | None = None, limit: int = 100) -> list[HL7Message]:
-    """Messages by MSH-10, by patient (RadLoop ID or PID-3 value), by accession, in [since, until), newest first."""
+    """Messages by MSH-10, by patient (RadLoop ID or PID-3 value), by accession, in [since, until), newest first.
+
+    A personal number (ID card, insurance, ...) is matched whole, by its blind index in any personal domain.
+    """
     q = select(HL7Message)
     if since:
         q = q.where(HL7Message.received_at >= since)
@@ -140,7 +160,8 @@ def search(session: Session, *, control_id: str | None = None, patient: str | No
     if control_id:
         q = q.where(HL7Message.control_id == control_id)
     if patient:
-        q = q.where(or_(HL7Message.patient_id == patient, HL7Message.patient_identifier == patient))
+        q = q.where(or_(HL7Message.patient_id == patient, HL7Message.patient_identifier == patient,
+                        col(HL7Message.patient_identifier_bidx).in_(personal_number_indexes(patient))))
     if accession:
         q = q.where(HL7Message.accession_number == accession)
     return list(session.exec(q.order_by(col(HL7Message.received_at).desc()).limit(limit)).all())

@@ -11,6 +11,11 @@ Framing is kept apart from HL7 so that its failure modes are decided here, once:
   never terminated: the unterminated part is dropped, never processed;
 - a connection closed mid-frame is a truncated frame: nothing is processed.
 Idle connections between frames are fine (HIS interfaces keep them open for days).
+
+Every other network wait is bounded (frame timeout, write timeout, close timeout, the
+client's timeout), with `asyncio.timeout` rather than `asyncio.wait_for`: on Python 3.11
+`wait_for` swallows a cancellation that arrives as its inner future completes (a refused
+connect, an answer just in), so a sender being stopped would carry on as if never told.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ DEFAULT_MAX_FRAME_BYTES = 2 * 1024 * 1024
 HEAD_BYTES = 64 * 1024
 DEFAULT_FRAME_TIMEOUT = 30.0
 TLS_HANDSHAKE_SECONDS = 10.0
+CLOSE_SECONDS = 5.0  # waiting for a closed transport to finish (a TLS peer that never answers close_notify)
 
 log = logging.getLogger("radloop.hl7.mllp")
 
@@ -73,7 +79,8 @@ async def read_frame(
     if first != START_BLOCK:
         raise FramingError(f"unframed data (first byte 0x{first[0]:02x}, expected 0x0b)")
     try:
-        return await asyncio.wait_for(_frame_body(reader, max_frame_bytes), frame_timeout)
+        async with asyncio.timeout(frame_timeout):
+            return await _frame_body(reader, max_frame_bytes)
     except TimeoutError:
         raise FramingError(f"frame not terminated within {frame_timeout:g}s") from None
 
@@ -152,9 +159,10 @@ class MLLPServer:
         for writer in list(self._connections.values()):
             writer.close()
         if self._connections:
-            await asyncio.wait(list(self._connections), timeout=5)
+            await asyncio.wait(list(self._connections), timeout=CLOSE_SECONDS)
         if self._server is not None:
-            await self._server.wait_closed()
+            # From 3.12 this waits for every connection; one stuck in a handler must not stop a shutdown.
+            await asyncio.wait({asyncio.ensure_future(self._server.wait_closed())}, timeout=CLOSE_SECONDS)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -170,24 +178,37 @@ class MLLPServer:
                 reply = await self.handler(got, peer)
                 if reply is not None:
                     writer.write(frame(reply))
-                    await writer.drain()
+                    async with asyncio.timeout(self.frame_timeout):  # a peer that never reads its ACKs
+                        await writer.drain()
         except FramingError as err:
             log.warning("closing MLLP connection from %s: %s", peer, err)
+        except TimeoutError:
+            log.warning("closing MLLP connection from %s: it did not read its answer in %gs", peer,
+                        self.frame_timeout)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except Exception:  # noqa: BLE001 - one connection's failure must not stop the listener
             log.exception("MLLP connection from %s failed", peer)
         finally:
             self._connections.pop(task, None)
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
+            await close_writer(writer)
+
+
+async def close_writer(writer: asyncio.StreamWriter) -> None:
+    """Close a connection and wait (bounded) until it is gone; errors of a dying connection are moot."""
+    writer.close()
+    try:
+        async with asyncio.timeout(CLOSE_SECONDS):
+            await writer.wait_closed()
+    except (ConnectionError, OSError, TimeoutError):
+        pass
 
 
 class MLLPClient:
-    """One connection to an MLLP peer; `send` writes a frame and waits for the answering frame."""
+    """One connection to an MLLP peer; `send` writes a frame and waits for the answering frame.
+
+    `timeout` bounds each wait: connecting, and one send (write + the whole answer).
+    """
 
     def __init__(self, host: str, port: int, *, timeout: float = 30.0,
                  max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
@@ -197,9 +218,8 @@ class MLLPClient:
         self._writer: asyncio.StreamWriter | None = None
 
     async def connect(self) -> MLLPClient:
-        self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port, limit=HEAD_BYTES * 4), self.timeout
-        )
+        async with asyncio.timeout(self.timeout):
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port, limit=HEAD_BYTES * 4)
         return self
 
     async def send(self, payload: bytes) -> bytes:
@@ -207,11 +227,17 @@ class MLLPClient:
         if self._writer is None or self._reader is None:
             await self.connect()
         assert self._writer is not None and self._reader is not None
-        self._writer.write(frame(payload))
-        await self._writer.drain()
-        reply = await asyncio.wait_for(
-            read_frame(self._reader, self.max_frame_bytes, self.timeout), self.timeout
-        )
+        try:
+            async with asyncio.timeout(self.timeout):
+                self._writer.write(frame(payload))
+                await self._writer.drain()
+                reply = await read_frame(self._reader, self.max_frame_bytes, self.timeout)
+        except BaseException:
+            # Half a frame sent or an answer still due: a late answer must never be read as the next one's.
+            if self._writer is not None:
+                self._writer.close()
+            self._writer = self._reader = None
+            raise
         if reply is None:
             raise FramingError("peer closed the connection without answering")
         if isinstance(reply, Oversized):
@@ -220,12 +246,8 @@ class MLLPClient:
 
     async def close(self) -> None:
         if self._writer is not None:
-            self._writer.close()
-            try:
-                await self._writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
-            self._writer = self._reader = None
+            writer, self._writer, self._reader = self._writer, None, None
+            await close_writer(writer)
 
     async def __aenter__(self) -> MLLPClient:
         return await self.connect()

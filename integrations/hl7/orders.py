@@ -48,7 +48,7 @@ from integrations.hl7.context import InboundContext, Outcome, SessionFactory, te
 from integrations.hl7.parse import ErrorCode, HL7Reject, Issue, Location, ParsedMessage, reject
 from domain.empi import PersonFacts
 from integrations.hl7.patient import join_name, patient_facts
-from security.field_crypto import identifier_index
+from security.field_crypto import display_identifier, identifier_index
 from services import loop_commands
 from services.errors import Conflict, LoopError, NotFound
 from services.order_changes import change_order as change_loop_order
@@ -205,12 +205,14 @@ async def new_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, 
     if not facts.identifiers:
         raise reject("AE", ErrorCode.required_field_missing, "PID-3 patient identifier is required",
                      Location("PID", 3))
-    summary["patient_identifier"] = facts.identifiers[0].value
+    summary.update(patient_identifier=facts.identifiers[0].value,
+                   patient_identifier_system=facts.identifiers[0].system)
     if not facts.complete:
         known = await asyncio.to_thread(_known_patient, ctx.sessions, facts)
         if known is None:
             raise reject("AE", ErrorCode.unknown_key,
-                         f"unknown patient {facts.identifiers[0].system}:{facts.identifiers[0].value}: "
+                         f"unknown patient {facts.identifiers[0].system}:"
+                         f"{display_identifier(facts.identifiers[0].system, facts.identifiers[0].value)}: "
                          "not registered, and PID-5/7/8 are incomplete", Location("PID", 3))
         facts = facts.model_copy(update={"name": facts.name or known.name, "sex": facts.sex or known.sex,
                                          "birth_date": facts.birth_date or known.birth_date})

@@ -24,6 +24,7 @@ from domain.scheduling import study_instance_uid
 from domain.tables import ExamOrder, Patient, PatientIdentifier, ReportVersion
 from integrations.hl7.ack import RADLOOP_APP, hl7_timestamp
 from integrations.hl7.parse import Encoding
+from security.field_crypto import clear_identifier
 from services.procedure_steps import steps_by_accession
 
 ENC = Encoding()
@@ -69,7 +70,8 @@ def _msh(message_type: str, control_id: str, his_app: str, his_facility: str) ->
 def _pid(session: Session, patient: Patient) -> str:
     idents = session.exec(select(PatientIdentifier).where(PatientIdentifier.patient_id == patient.id)
                           .order_by(col(PatientIdentifier.id))).all()
-    cx = [f"{ENC.escape_text(i.value)}^^^{ENC.escape_text(i.system)}" for i in idents]
+    # The HIS is entitled to the numbers it registered: personal numbers are unsealed (security.field_crypto).
+    cx = [f"{ENC.escape_text(clear_identifier(i))}^^^{ENC.escape_text(i.system)}" for i in idents]
     cx.append(f"{patient.id}^^^RADLOOP^PI")
     return _seg("PID", {1: "1", 3: "~".join(cx), 5: ENC.escape_text(patient.name),
                         7: patient.birth_date.strftime("%Y%m%d"), 8: patient.sex})

@@ -19,6 +19,7 @@ from datetime import date
 from domain.empi import CJK, IDENTIFIER_TYPE_DOMAINS, PersonFacts, resident_id_facts, resident_id_valid
 from domain.orders import PatientIdentifier
 from integrations.hl7.parse import ErrorCode, Location, ParsedMessage, Seg, reject
+from security.field_crypto import display_identifier
 
 SEX_CODES = {"M": "M", "F": "F", "O": "O", "U": "U", "A": "O", "N": "U"}
 
@@ -53,8 +54,9 @@ def identifiers_from(msg: ParsedMessage, reps: list[str], location: Location) ->
         if len(value) > 128 or len(system) > 64:
             raise reject("AE", ErrorCode.data_type_error, f"{location} identifier too long", location)
         if system == "ID_CARD" and not resident_id_valid(value):
+            shown = display_identifier(system, value)
             raise reject("AE", ErrorCode.data_type_error,
-                         f"{location} resident ID card number {value!r} fails its check digit", location)
+                         f"{location} resident ID card number {shown!r} fails its check digit", location)
         identifiers.append(PatientIdentifier(system=system, value=value))
     return identifiers
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 21:42:17.363278
+Create Date: 2026-11-28 01:22:10.819262
 """
 from typing import Sequence, Union
 
@@ -41,6 +41,12 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_app_user_role'), ['role'], unique=False)
         batch_op.create_index(batch_op.f('ix_app_user_username'), ['username'], unique=True)
 
+    op.create_table('area_room_distance',
+    sa.Column('area_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('room_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('metres', sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint('area_id', 'room_id')
+    )
     op.create_table('audit_checkpoint',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('seq', sa.Integer(), nullable=False),
@@ -91,6 +97,25 @@ def upgrade() -> None:
     sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('version')
+    )
+    op.create_table('care_policy_version',
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('rules', sa.JSON(), nullable=False),
+    sa.Column('note', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('published_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('published_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('based_on', sa.Integer(), nullable=True),
+    sa.PrimaryKeyConstraint('version')
+    )
+    op.create_table('check_in_facts',
+    sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('area_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('transport', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('isolation', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('critical', sa.Boolean(), nullable=False),
+    sa.Column('recorded_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('recorded_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('accession_number')
     )
     op.create_table('critical_dictionary_version',
     sa.Column('version', sa.Integer(), nullable=False),
@@ -251,6 +276,7 @@ def upgrade() -> None:
     sa.Column('summary', sa.JSON(), nullable=False),
     sa.Column('patient_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('patient_identifier', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('patient_identifier_bidx', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('placer_order_number', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -273,6 +299,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_hl7_message_message_type'), ['message_type'], unique=False)
         batch_op.create_index(batch_op.f('ix_hl7_message_patient_id'), ['patient_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_hl7_message_patient_identifier'), ['patient_identifier'], unique=False)
+        batch_op.create_index(batch_op.f('ix_hl7_message_patient_identifier_bidx'), ['patient_identifier_bidx'], unique=False)
         batch_op.create_index(batch_op.f('ix_hl7_message_placer_order_number'), ['placer_order_number'], unique=False)
         batch_op.create_index(batch_op.f('ix_hl7_message_received_at'), ['received_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_hl7_message_status'), ['status'], unique=False)
@@ -530,10 +557,12 @@ def upgrade() -> None:
     sa.Column('queue_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('tier', sa.Integer(), nullable=False),
     sa.Column('tier_reason', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('policy_version', sa.Integer(), nullable=True),
     sa.Column('seq', sa.Float(), nullable=False),
     sa.Column('state', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('room_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('calls', sa.Integer(), nullable=False),
+    sa.Column('isolation', sa.Boolean(), nullable=False),
     sa.Column('joined_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
@@ -544,6 +573,20 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_queue_ticket_joined_at'), ['joined_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_queue_ticket_queue_id'), ['queue_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_queue_ticket_state'), ['state'], unique=False)
+
+    op.create_table('queue_ticket_item',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('ticket_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('live_accession', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('state', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('merge_rule', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('live_accession')
+    )
+    with op.batch_alter_table('queue_ticket_item', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_queue_ticket_item_accession_number'), ['accession_number'], unique=False)
+        batch_op.create_index(batch_op.f('ix_queue_ticket_item_ticket_id'), ['ticket_id'], unique=False)
 
     op.create_table('reconciliation_item',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -655,6 +698,38 @@ def upgrade() -> None:
     sa.Column('reported_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('transaction_uid')
     )
+    op.create_table('triage_area',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('building', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('floor', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_table('triage_decision',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('ticket_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('room_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('rules_version', sa.Integer(), nullable=False),
+    sa.Column('why', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('detail', sa.JSON(), nullable=False),
+    sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('triage_decision', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_triage_decision_accession_number'), ['accession_number'], unique=False)
+        batch_op.create_index(batch_op.f('ix_triage_decision_at'), ['at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_triage_decision_ticket_id'), ['ticket_id'], unique=False)
+
+    op.create_table('triage_rule_set',
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('rules', sa.JSON(), nullable=False),
+    sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('version')
+    )
     op.create_table('worklist_entry',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -672,9 +747,11 @@ def upgrade() -> None:
     with op.batch_alter_table('worklist_entry', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_worklist_entry_accession_number'), ['accession_number'], unique=False)
         batch_op.create_index(batch_op.f('ix_worklist_entry_modality'), ['modality'], unique=False)
+        batch_op.create_index('ix_worklist_entry_modality_start', ['modality', 'scheduled_start'], unique=False)
         batch_op.create_index(batch_op.f('ix_worklist_entry_patient_id'), ['patient_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_worklist_entry_scheduled_start'), ['scheduled_start'], unique=False)
         batch_op.create_index(batch_op.f('ix_worklist_entry_station_ae_title'), ['station_ae_title'], unique=False)
+        batch_op.create_index('ix_worklist_entry_station_start', ['station_ae_title', 'scheduled_start'], unique=False)
         batch_op.create_index(batch_op.f('ix_worklist_entry_status'), ['status'], unique=False)
 
     op.create_table('appointment',
@@ -710,6 +787,12 @@ def upgrade() -> None:
     sa.Column('withdrawn_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('withdrawn_by', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('withdrawal_reason', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('signature_ref', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('signature_sha256', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('notice_sha256', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('signed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('signer', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('witness_user_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -718,6 +801,28 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_consent_record_patient_id'), ['patient_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_consent_record_scope'), ['scope'], unique=False)
         batch_op.create_index(batch_op.f('ix_consent_record_state'), ['state'], unique=False)
+
+    op.create_table('consent_signature',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('sha256', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('size_bytes', sa.Integer(), nullable=False),
+    sa.Column('width', sa.Integer(), nullable=False),
+    sa.Column('height', sa.Integer(), nullable=False),
+    sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('patient_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('notices', sa.JSON(), nullable=False),
+    sa.Column('notice_lang', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('notice_sha256', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('signer', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('uploaded_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('uploaded_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('consent_signature', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_consent_signature_accession_number'), ['accession_number'], unique=False)
+        batch_op.create_index(batch_op.f('ix_consent_signature_patient_id'), ['patient_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_consent_signature_sha256'), ['sha256'], unique=False)
 
     op.create_table('exam_order',
     sa.Column('accession_number', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -762,7 +867,7 @@ def upgrade() -> None:
     sa.Column('value_bidx', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.ForeignKeyConstraint(['patient_id'], ['patient.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('system', 'value', name='uq_identifier_system_value')
+    sa.UniqueConstraint('system', 'value_bidx', name='uq_identifier_system_bidx')
     )
     with op.batch_alter_table('patient_identifier', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_patient_identifier_patient_id'), ['patient_id'], unique=False)
@@ -850,6 +955,22 @@ def upgrade() -> None:
     with op.batch_alter_table('room_segment', schema=None) as batch_op:
         batch_op.create_index('ix_segment_start_room', ['start_at', 'room_id'], unique=False)
 
+    op.create_table('room_triage_profile',
+    sa.Column('room_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('building', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('floor', sa.Integer(), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('accepts_bed', sa.Boolean(), nullable=False),
+    sa.Column('accepts_wheelchair', sa.Boolean(), nullable=False),
+    sa.Column('sexes', sa.JSON(), nullable=False),
+    sa.Column('min_age', sa.Integer(), nullable=True),
+    sa.Column('max_age', sa.Integer(), nullable=True),
+    sa.Column('isolation_room', sa.Boolean(), nullable=False),
+    sa.Column('updated_by', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['room_id'], ['room.id'], ),
+    sa.PrimaryKeyConstraint('room_id')
+    )
     op.create_table('user_credential',
     sa.Column('user_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('password_hash', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -936,6 +1057,7 @@ def downgrade() -> None:
 
     op.drop_table('user_session')
     op.drop_table('user_credential')
+    op.drop_table('room_triage_profile')
     with op.batch_alter_table('room_segment', schema=None) as batch_op:
         batch_op.drop_index('ix_segment_start_room')
 
@@ -967,6 +1089,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_exam_order_patient_id'))
 
     op.drop_table('exam_order')
+    with op.batch_alter_table('consent_signature', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_consent_signature_sha256'))
+        batch_op.drop_index(batch_op.f('ix_consent_signature_patient_id'))
+        batch_op.drop_index(batch_op.f('ix_consent_signature_accession_number'))
+
+    op.drop_table('consent_signature')
     with op.batch_alter_table('consent_record', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_consent_record_state'))
         batch_op.drop_index(batch_op.f('ix_consent_record_scope'))
@@ -980,13 +1108,23 @@ def downgrade() -> None:
     op.drop_table('appointment')
     with op.batch_alter_table('worklist_entry', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_worklist_entry_status'))
+        batch_op.drop_index('ix_worklist_entry_station_start')
         batch_op.drop_index(batch_op.f('ix_worklist_entry_station_ae_title'))
         batch_op.drop_index(batch_op.f('ix_worklist_entry_scheduled_start'))
         batch_op.drop_index(batch_op.f('ix_worklist_entry_patient_id'))
+        batch_op.drop_index('ix_worklist_entry_modality_start')
         batch_op.drop_index(batch_op.f('ix_worklist_entry_modality'))
         batch_op.drop_index(batch_op.f('ix_worklist_entry_accession_number'))
 
     op.drop_table('worklist_entry')
+    op.drop_table('triage_rule_set')
+    with op.batch_alter_table('triage_decision', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_triage_decision_ticket_id'))
+        batch_op.drop_index(batch_op.f('ix_triage_decision_at'))
+        batch_op.drop_index(batch_op.f('ix_triage_decision_accession_number'))
+
+    op.drop_table('triage_decision')
+    op.drop_table('triage_area')
     op.drop_table('storage_commitment')
     with op.batch_alter_table('scheduled_step', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_scheduled_step_accession_number'))
@@ -1010,6 +1148,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_reconciliation_item_kind'))
 
     op.drop_table('reconciliation_item')
+    with op.batch_alter_table('queue_ticket_item', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_queue_ticket_item_ticket_id'))
+        batch_op.drop_index(batch_op.f('ix_queue_ticket_item_accession_number'))
+
+    op.drop_table('queue_ticket_item')
     with op.batch_alter_table('queue_ticket', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_queue_ticket_state'))
         batch_op.drop_index(batch_op.f('ix_queue_ticket_queue_id'))
@@ -1097,6 +1240,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_hl7_message_status'))
         batch_op.drop_index(batch_op.f('ix_hl7_message_received_at'))
         batch_op.drop_index(batch_op.f('ix_hl7_message_placer_order_number'))
+        batch_op.drop_index(batch_op.f('ix_hl7_message_patient_identifier_bidx'))
         batch_op.drop_index(batch_op.f('ix_hl7_message_patient_identifier'))
         batch_op.drop_index(batch_op.f('ix_hl7_message_patient_id'))
         batch_op.drop_index(batch_op.f('ix_hl7_message_message_type'))
@@ -1137,6 +1281,8 @@ def downgrade() -> None:
 
     op.drop_table('critical_value')
     op.drop_table('critical_dictionary_version')
+    op.drop_table('check_in_facts')
+    op.drop_table('care_policy_version')
     op.drop_table('booking_rules_version')
     op.drop_table('booking_patient_lock')
     with op.batch_alter_table('audit_record', schema=None) as batch_op:
@@ -1147,6 +1293,7 @@ def downgrade() -> None:
 
     op.drop_table('audit_record')
     op.drop_table('audit_checkpoint')
+    op.drop_table('area_room_distance')
     with op.batch_alter_table('app_user', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_app_user_username'))
         batch_op.drop_index(batch_op.f('ix_app_user_role'))

@@ -21,8 +21,9 @@ def _consent(**kw) -> dict:
     return {**body, **kw}
 
 
-async def test_record_list_withdraw(api, session, auth) -> None:
+async def test_record_list_withdraw(api, session, auth, make_order) -> None:
     pid = _patient(session)
+    make_order("A2026010100031", patient_id=pid)  # ordered from ED, the test clinician's department (need to know)
     r = await api.post(f"/api/v1/patients/{pid}/consents", json=_consent(), headers=auth("registrar"))
     assert r.status_code == 201, r.text
     rec = r.json()

@@ -88,3 +88,20 @@ async def test_registrar_undoes_a_merge_once(api, auth) -> None:
     again = await api.post(f"/api/v1/empi/merges/{merge_id}/undo", headers=auth("registrar"))
     assert again.status_code == 409 and "already undone" in again.json()["detail"]
     assert (await api.post("/api/v1/empi/merges/nope/undo", headers=auth("registrar"))).status_code == 404
+
+
+async def test_review_shows_personal_numbers_by_role(api, auth) -> None:
+    """Numbers are sealed at rest: the registrar's view unseals them, the manager's shows the stored mask."""
+    card, insurance = "11010119700501123X", "BJ1000234567"
+    for mrn, ident in (("M-N1", IdentifierIn(system="ID_CARD", value=card)),
+                       ("M-N2", IdentifierIn(system="INSURANCE", value=insurance))):
+        register(_sessions, PersonFacts(identifiers=[IdentifierIn(system="MRN", value=mrn), ident], name="王五",
+                                        sex="M", birth_date=date(1970, 5, 1)), f"test:{mrn}")
+
+    async def numbers(role: str) -> set[str]:
+        r = await api.get("/api/v1/empi/reviews", headers=auth(role))
+        assert r.status_code == 200, r.text
+        return {i["value"] for p in r.json()["items"][0]["patients"] for i in p["identifiers"]}
+
+    assert await numbers("registrar") == {"M-N1", "M-N2", card, insurance}
+    assert await numbers("manager") == {"M-N1", "M-N2", "1101**********123X", "********4567"}

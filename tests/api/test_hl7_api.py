@@ -4,10 +4,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
+from sqlalchemy import text
 from sqlmodel import Session
 
 from core.db import get_engine
 from domain.hl7_tables import HL7Message
+from integrations.hl7 import log as msglog
+from integrations.hl7.context import new_session
+from integrations.hl7.parse import read_header
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
 
@@ -67,3 +71,33 @@ async def test_operator_sees_the_outbound_backlog_oldest_first(api, auth) -> Non
     assert body["items"][1]["attempts"] == 3 and body["items"][1]["error"] == "HIS unreachable"
     assert body["oldest_queued_at"].startswith("2026-11-20T08:00")
     assert "patient_id" not in body["items"][0]
+
+
+async def test_sealed_log_row_is_read_whole_by_the_auditor_and_found_by_accession_mrn_and_id_card(api, auth) -> None:
+    """R10.3.3: the row holds no clear number, the auditor still reads the message and finds it."""
+    id_card, phone = "110101197005010013", "13912345678"
+    raw = (f"MSH|^~\\&|HIS|MAIN|RADLOOP|RAD|20261127120000||ORM^O01^ORM_O01|SEAL-1|P|2.5.1\r"
+           f"PID|1||MRN-S1^^^MRN^MR~{id_card}^^^CHN^NNCHN||张^三||19700501|M|||||^^^^^^{phone}\r").encode()
+    ack = b"MSH|^~\\&|RADLOOP|RAD|HIS|MAIN|20261127120001||ACK^O01^ACK|A-SEAL-1|P|2.5.1\rMSA|AA|SEAL-1"
+    header = read_header(raw)
+    for summary in ({"patient_id": "p-s1", "patient_identifier": "MRN-S1", "patient_identifier_system": "MRN",
+                     "accession_number": "A-SEAL-1"},
+                    {"patient_id": "p-s1", "patient_identifier": id_card, "patient_identifier_system": "ID_CARD"}):
+        msglog.record(new_session, header, raw, "127.0.0.1:1", T0, msglog.Outcome(
+            status="processed", ack=ack, ack_code="AA", summary=summary, error=None, processing_ms=1.0,
+            transient=False))
+    with get_engine().connect() as conn:
+        stored = [bytes(v).decode("latin-1") if isinstance(v, (bytes, memoryview)) else str(v)
+                  for r in conn.execute(text("SELECT * FROM hl7_message")).all() for v in r]
+    assert not any(id_card in v or phone in v for v in stored)
+
+    async def found(query: str) -> list[dict]:
+        r = await api.get(f"/api/v1/hl7/messages?{query}", headers=auth("auditor"))
+        assert r.status_code == 200, r.text
+        return r.json()["items"]
+
+    [by_accession] = await found("accession=A-SEAL-1&include_raw=true")
+    assert id_card in by_accession["raw"] and phone in by_accession["raw"] and "MSA|AA|SEAL-1" in by_accession["ack"]
+    assert [m["summary"]["patient_identifier"] for m in await found("patient=MRN-S1")] == ["MRN-S1"]
+    [by_card] = await found(f"patient={id_card}")
+    assert by_card["summary"]["patient_identifier"] == "1101**********0013"

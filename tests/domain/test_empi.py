@@ -69,6 +69,21 @@ def test_twins_with_different_id_cards_are_kept_apart() -> None:
     assert "different identity document numbers" in score(a, b).reasons
 
 
+def test_stored_people_compare_by_their_keys() -> None:
+    """Stored people carry blind indexes, not numbers (security.field_crypto): keys meet keys."""
+    new = person("张大宝", phone="13800000000", ids={"ID_CARD": "110101197005010013"}).model_copy(
+        update={"phone_key": "k-phone", "identifier_keys": [("ID_CARD", "k-card-1")]})
+    same = PersonFacts(name="张大宝", sex="M", birth_date=date(1970, 5, 1), phone_key="k-phone",
+                       identifier_keys=[("ID_CARD", "k-card-1")])
+    twin = same.model_copy(update={"identifier_keys": [("ID_CARD", "k-card-2")]})
+    assert "same phone" in score(new, same).reasons and score(new, same).review
+    assert "different identity document numbers" in score(new, twin).reasons and not score(new, twin).review
+    # A number typed with spaces or a lower-case x is the same number, not a different document.
+    spaced = person("张大宝", ids={"ID_CARD": "110101 19700501 001x"})
+    assert "different identity document numbers" not in score(spaced, person("张大宝", ids={
+        "ID_CARD": "11010119700501001X"})).reasons
+
+
 def test_trusted_domains() -> None:
     assert is_trusted("ID_CARD") and is_trusted("MRN:CAMPUS2") and is_trusted("SOME_HIS")
     assert not is_trusted("HOSPITAL_CARD")

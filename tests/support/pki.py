@@ -50,15 +50,19 @@ class TestCA:
                      .sign(self.key, hashes.SHA256()))
         self.pem = _write(folder, "ca", self.key, self.cert)
 
-    def issue(self, stem: str, cn: str, server: bool) -> Pem:
+    def issue(self, stem: str, cn: str, server: bool, client: bool | None = None) -> Pem:
+        """A server (SANs localhost and 127.0.0.1) or client certificate; `client=True` on a server
+        certificate makes a node certificate for both roles (a DICOM node accepts and opens associations)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.now(timezone.utc)
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
+        if client or (client is None and not server):
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         builder = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(self.cert.subject)
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
                    .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
                    .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                   .add_extension(x509.ExtendedKeyUsage(
-                       [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
+                   .add_extension(x509.ExtendedKeyUsage(usages), critical=False))
         if server:
             builder = builder.add_extension(x509.SubjectAlternativeName(
                 [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)

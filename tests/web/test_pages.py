@@ -178,3 +178,20 @@ async def log_in_as(client: httpx.AsyncClient, role: Role) -> None:
     r = await client.post("/web/login", data={"username": who.username, "password": PASSWORD,
                                               "totp": pyotp.TOTP(who.totp_secret).now()})
     assert r.status_code == 303, r.text
+
+
+async def test_the_elderly_flag_follows_the_published_care_policy(web) -> None:
+    """Inbox and queue agree on who is elderly: publishing "elderly from 95" takes the flag off a 91-year-old."""
+    from services import care_policy
+    from services.care_policy import PolicyPublishIn
+    from tests.services.test_care_policy import _elderly_from
+
+    await log_in(web, Role.registrar)
+    before = (await web.get("/web/inbox")).text.split('data-task="exam-loop-A2')[1].split("</tr>")[0]
+    assert "flag-elderly" in before
+    with Session(get_engine()) as s:
+        care_policy.publish(s, PolicyPublishIn(based_on=1, note="elderly from 95", policy=_elderly_from(95)),
+                            "u-manager", datetime.now(timezone.utc))
+        s.commit()
+    after = (await web.get("/web/inbox")).text.split('data-task="exam-loop-A2')[1].split("</tr>")[0]
+    assert "flag-elderly" not in after and "flag-mdro" in after

@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from api.deps import actor_of, in_thread, require
 from api.routes import tasks as task_api
+from api.routes.consent_signatures import check_in_errors
 from api.routes.ui_schemas import load_schema, validate_form
 from core.db import session_scope
 from domain.loop import TaskCompletion
@@ -23,9 +24,10 @@ from services.errors import NotFound
 from services.loop_commands import complete_task
 from web import forms, i18n
 from web.csrf import require_csrf
-from web.inbox import age_on, inbox_page, special_flags
+from web.inbox import age_on, elderly_age_now, inbox_page, special_flags
 from web.pages import report as report_page
 from web.render import page
+from web.signature_pad import signature_notices
 from web.report_editor import REPORT_TASKS, dictionary_errors
 from web.route import PageRoute
 
@@ -69,7 +71,8 @@ def _render_task(request: Request, user: User, task_id: str, task: HumanTask, or
 
     age = age_on(patient.birth_date, date.today()) if patient else None
     return page(request, "task.html", user=user, task=task, order=order, patient=patient, age=age,
-                flags=special_flags(order, age), fields=fields, form_errors=forms.form_errors(fields, placed, lang),
+                notices=signature_notices(task, lang),
+                flags=special_flags(order, age, elderly_age_now()), fields=fields, form_errors=forms.form_errors(fields, placed, lang),
                 may_work=allows(user.role, Permission.task_work) and task.state in task_api.LIVE_STATES,
                 status_code=status_code, booleans=forms.BOOLEANS)
 
@@ -109,6 +112,7 @@ async def complete(task_id: str, user: Worker, request: Request) -> Response:
     schema = load_schema(task.task_type)
     values = forms.parse(schema, await request.form())
     data, errors = validate_form(task.task_type, values)
+    errors = errors or await in_thread(check_in_errors, task, data)  # the uploaded signature agrees (R6.1.4)
     if task.task_type in REPORT_TASKS:
         _task, order, patient = await in_thread(_task_view, task_id, user)
         facts = await in_thread(report_page.load_facts, task, order)

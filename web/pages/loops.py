@@ -23,7 +23,7 @@ from core.db import session_scope
 from domain.tables import CriticalValue, ExamOrder, NotificationAttempt, Patient, ReportVersion, User
 from security.permissions import Permission, allows
 from services.errors import NotFound
-from web.inbox import age_on, special_flags
+from web.inbox import age_on, elderly_age_now, special_flags
 from web.render import page
 from web.route import PageRoute
 
@@ -80,5 +80,5 @@ async def loop_page(accession: str, user: LoopReader, request: Request, connecto
     timeline = await build_timeline(client, accession)
     age = age_on(patient.birth_date, date.today()) if patient else None
     return page(request, "loop.html", user=user, order=order, patient=patient, age=age,
-                flags=special_flags(order, age), timeline=timeline, versions=versions, criticals=criticals,
+                flags=special_flags(order, age, await in_thread(elderly_age_now)), timeline=timeline, versions=versions, criticals=criticals,
                 with_reports=with_reports)

@@ -23,7 +23,7 @@ from core.db import session_scope
 from domain.tables import ExamOrder, HumanTask, Patient, User
 from security.permissions import Permission, allows
 from web import forms, i18n
-from web.inbox import age_on, special_flags
+from web.inbox import age_on, elderly_age_now, special_flags
 from web.phrase_catalogue import SECTIONS, phrases_for
 from web.render import page
 from web.report_editor import EditorFacts, editor_facts, starting_values, view
@@ -51,7 +51,7 @@ async def render(request: Request, user: User, task: HumanTask, order: ExamOrder
     modality = order.modality if order else ""
     return page(
         request, "report.html", user=user, task=task, order=order, patient=patient, age=age,
-        flags=special_flags(order, age), fields=fields, rest=[f for n, f in fields.items() if n not in PLACED],
+        flags=special_flags(order, age, await in_thread(elderly_age_now)), fields=fields, rest=[f for n, f in fields.items() if n not in PLACED],
         form_errors=forms.form_errors(list(fields.values()), placed, lang), booleans=forms.BOOLEANS,
         may_work=allows(user.role, Permission.task_work) and task.state in task_api.LIVE_STATES,
         phrases=phrases_for(lang, modality, order.body_part if order else ""), sections=SECTIONS,

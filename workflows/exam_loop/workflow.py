@@ -18,7 +18,13 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.booking import SlotBooked, SlotBookingRequest, SlotRelease, book_exam_slot, release_exam_slot
-    from activities.check_in import CheckInAsk, CheckInRecord, check_in_requirements, record_check_in
+    from activities.check_in import (
+        SIGNATURE_INVALID,
+        CheckInAsk,
+        CheckInRecord,
+        check_in_requirements,
+        record_check_in,
+    )
     from activities.critical import (
         LadderRequest,
         PlanRequest,
@@ -96,6 +102,7 @@ with workflow.unsafe.imports_passed_through():
 
 BOOKING_SLOT_POOL = "booking-slot-pool"
 CHECK_IN_CONSENT = "check-in-consent"
+CHECK_IN_SIGNATURE_IMAGE = "check-in-signature-image"
 BEFORE_EXAM = {LoopStep.order_qc, LoopStep.order_fix, LoopStep.scheduling, LoopStep.scheduled, LoopStep.arrived}
 SYSTEM = "system"
 
@@ -129,6 +136,7 @@ class ExamLoopWorkflow:
         self.booking_gen = 0  # bumped per slot-pool booking: a reminder for an older one stands down
         self.facts = PatientFacts()  # what the registrar told booking (eGFR, MR screening, patient type)
         self.check_in_needs: list[str] = []  # consents/notices check-in requires (check-in-consent)
+        self.check_in_signature = False  # an electronic signature names its uploaded image (check-in-signature-image)
         self.compensations: list[str] = []
         self.exam_attempt = 1
         self.exam_state = "not_started"  # not_started | started | completed
@@ -304,6 +312,9 @@ class ExamLoopWorkflow:
         extra: dict[str, Any] = {}
         consent_check = workflow.patched(CHECK_IN_CONSENT)
         if consent_check:
+            # A handwritten signature is uploaded first and named by reference + hash; the activity
+            # checks the stored image before recording the consent (R6.1.4).
+            self.check_in_signature = workflow.patched(CHECK_IN_SIGNATURE_IMAGE)
             # What the patient must sign before passing check-in (R6.1.4); the validator enforces it.
             needs = await run_db(check_in_requirements, CheckInAsk(accession_number=self.inp.accession_number,
                                                                    at=workflow.now()))
@@ -334,11 +345,23 @@ class ExamLoopWorkflow:
             await self.tasks.close(task)
             if consent_check:
                 form = self.tasks.form(task)
-                await run_db(record_check_in, CheckInRecord(
-                    key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(),
-                    actor=self.tasks.actor(task).user_id, identity_document_type=form.identity_document_type,
-                    signed=list(form.signed), consent_method=form.consent_method,
-                    signature_sha256=form.signature_sha256, signature_ref=form.signature_ref, witness=form.witness))
+                try:
+                    await run_db(record_check_in, CheckInRecord(
+                        key=self._key(), accession_number=self.inp.accession_number, at=workflow.now(),
+                        actor=self.tasks.actor(task).user_id, identity_document_type=form.identity_document_type,
+                        signed=list(form.signed), consent_method=form.consent_method,
+                        signature_sha256=form.signature_sha256, signature_ref=form.signature_ref, witness=form.witness,
+                        verify_signature=self.check_in_signature))
+                except (ActivityError, ApplicationError) as err:
+                    # The stored signature did not verify: never record it; check-in opens again with the reason.
+                    cause = err.cause if isinstance(err, ActivityError) else err
+                    if not (self.check_in_signature and isinstance(cause, ApplicationError)
+                            and cause.type == SIGNATURE_INVALID):
+                        raise
+                    extra = {**extra, "signature_refused": cause.message}
+                    await self._event("check_in_signature_refused", f"signature not recorded: {cause.message}",
+                                      self.tasks.actor(task).user_id)
+                    continue
             await run_db(
                 enqueue_patient,
                 EnqueueRequest(key=self._key(), accession_number=self.inp.accession_number, room_id=self.booking.room_id,
@@ -406,7 +429,8 @@ class ExamLoopWorkflow:
             ExamProgress(key=self._key(), accession_number=self.inp.accession_number, attempt=self.exam_attempt,
                          kind=ev.kind, at=workflow.now(), actor=ev.actor.user_id, source=ev.source, method=ev.method,
                          contrast_used=ev.contrast_used, contrast_agent=ev.contrast_agent,
-                         contrast_volume_ml=ev.contrast_volume_ml, reason=ev.reason)
+                         contrast_volume_ml=ev.contrast_volume_ml, reason=ev.reason, station_ae=ev.station_ae,
+                         performed_at=ev.performed_at, performed_series=ev.performed_series)
         )
 
     async def _set_worklist(self, status: str) -> None:
@@ -585,6 +609,10 @@ class ExamLoopWorkflow:
             missing = [n for n in self.check_in_needs if n not in c.data.get("signed", [])]
             if missing:
                 raise ApplicationError(f"check-in needs signed first: {', '.join(missing)}", type="Invalid")
+        if task_type == TaskType.check_in and self.check_in_signature and c.data.get("signed") \
+                and c.data.get("consent_method", "electronic") == "electronic" and not c.data.get("signature_ref"):
+            raise ApplicationError("an electronic signature needs signature_ref: upload the signature image first "
+                                   "(POST /api/v1/consent-signatures)", type="Invalid")
 
     @workflow.update
     async def record_exam_event(self, ev: ExamEvent) -> ActionAck:

@@ -9,7 +9,8 @@ all committed, 2: some failed with Failure Reason 0x0112 no such object instance
 or 0x0119 class/instance conflict, PS3.4 J.3.3.1), on the same association when
 it is still open, else on a new association to the requester's address from
 settings.dicom_move_destinations (J.3.3: either is allowed), also when sending on
-the open association fails.
+the open association fails. That new association uses TLS when the requester's AE
+is listed in settings.dicom_destination_tls (tls.peer_tls_args).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr
 
 from core.db import session_scope
 from domain.imaging_tables import ImagingInstance, StorageCommitment
+from integrations.dicom import tls
 from integrations.dicom.context import ListenerContext
 
 log = logging.getLogger("radloop.dicom.commitment")
@@ -83,9 +85,10 @@ def _send_on_new_association(ctx: ListenerContext, calling_ae: str, ds: Dataset,
     if address is None:
         log.warning("no address for %s to report commitment %s", calling_ae, ds.TransactionUID)
         return False
+    tls_args = tls.peer_tls_args(ctx.settings, calling_ae, address[0])
     ae = AE(ae_title=ctx.settings.ae_title)
     ae.add_requested_context(StorageCommitmentPushModel)
-    peer = ae.associate(address[0], address[1], ae_title=calling_ae,
+    peer = ae.associate(address[0], address[1], ae_title=calling_ae, tls_args=tls_args,  # type: ignore[arg-type]
                         ext_neg=[build_role(StorageCommitmentPushModel, scp_role=True)])
     if not peer.is_established:
         return False

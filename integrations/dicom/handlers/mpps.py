@@ -2,11 +2,14 @@
 
 N-CREATE with status IN PROGRESS becomes the loop's exam-started; N-SET to
 COMPLETED or DISCONTINUED becomes exam-completed / exam-discontinued, each via
-services.loop_commands.record_exam_event with source "mpps" and the actor
-`modality:<calling AE>` in the technologist role. The loop's validators are the
+services.loop_commands.record_exam_event with source "mpps", the actor
+`modality:<calling AE>` in the technologist role, the performed station and time,
+and on completion the performed series (mpps_events.py; the update ID is per MPPS
+and step, so a retried message is not recorded twice). The loop's validators are the
 authority: what they refuse is answered with a DIMSE failure and not recorded,
 so the modality may retry. An MPPS for an accession RadLoop does not know is
-kept and put on the reconciliation list (nothing is lost), and answered Success.
+kept and put on the reconciliation list (nothing is lost), and answered Success;
+linking it to an order later replays these steps onto that loop (mpps_replay.py).
 
 Statuses (PS3.4 F.7.2 and PS3.7 C.4.x / Annex C):
 - 0x0000 Success.
@@ -31,11 +34,10 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom.events import Event
 
-from domain.enums import Role
 from domain.imaging_tables import MppsRecord
-from domain.loop import Actor, ExamEvent
 from integrations.dicom import completeness, index
 from integrations.dicom.context import ListenerContext
+from integrations.dicom.mpps_events import KIND, exam_event, update_id
 from integrations.dicom.mpps_facts import VALID_STATUSES, MppsFacts, read_facts
 from services.errors import Forbidden, Invalid, LoopError
 
@@ -49,7 +51,6 @@ NO_SUCH_SOP_INSTANCE = 0x0112
 NOT_AUTHORIZED = 0x0124
 ERROR_ID_NO_LONGER_UPDATABLE = 0xA710
 FINAL = ("COMPLETED", "DISCONTINUED")
-KIND = {"IN PROGRESS": "started", "COMPLETED": "completed", "DISCONTINUED": "discontinued"}
 
 
 def failure(status: int, comment: str, error_id: int | None = None) -> Dataset:
@@ -65,20 +66,11 @@ def _calling_ae(event: Event) -> str:
     return str(event.assoc.requestor.ae_title).strip()
 
 
-def _to_loop(ctx: ListenerContext, facts: MppsFacts, calling_ae: str) -> Dataset | None:
+def _to_loop(ctx: ListenerContext, uid: str, facts: MppsFacts, calling_ae: str) -> Dataset | None:
     """Tell the loop; None when it accepted, else the failure status to answer."""
-    event = ExamEvent(
-        kind=KIND[facts.status],  # type: ignore[arg-type]
-        actor=Actor(user_id=f"modality:{calling_ae}", role=Role.technologist, name=calling_ae),
-        method=facts.description,
-        contrast_used=bool(facts.contrast_agent or facts.contrast_volume_ml),
-        contrast_agent=facts.contrast_agent,
-        contrast_volume_ml=facts.contrast_volume_ml,
-        reason=facts.discontinuation_reason,
-        source="mpps",
-    )
+    kind = KIND[facts.status]
     try:
-        ctx.bridge.record_exam_event(facts.accession_number, event)
+        ctx.bridge.record_exam_event(facts.accession_number, exam_event(facts, kind, calling_ae), update_id(uid, kind))
     except Forbidden as err:
         return failure(NOT_AUTHORIZED, err.reason)
     except Invalid as err:
@@ -128,7 +120,7 @@ def handle_n_create(event: Event, ctx: ListenerContext) -> tuple[int | Dataset, 
     calling = _calling_ae(event)
     if not index.order_exists(facts.accession_number):
         _unmatched(uid, facts, ds)
-    elif (refused := _to_loop(ctx, facts, calling)) is not None:
+    elif (refused := _to_loop(ctx, uid, facts, calling)) is not None:
         return refused, None
     index.save_mpps(_record(uid, facts, ds, calling, None))
     return SUCCESS, reply
@@ -151,9 +143,13 @@ def handle_n_set(event: Event, ctx: ListenerContext) -> tuple[int | Dataset, Dat
         return failure(INVALID_ATTRIBUTE_VALUE, f"unreadable attribute: {exc}"), None
     if facts.status not in VALID_STATUSES:
         return failure(INVALID_ATTRIBUTE_VALUE, f"unknown PPS status {facts.status!r}"), None
+    if not index.order_exists(facts.accession_number) and row.accession_number != facts.accession_number \
+            and index.order_exists(row.accession_number):
+        # A person linked this MPPS to an order (reconciliation): that link wins over what the modality sent.
+        facts = facts.model_copy(update={"accession_number": row.accession_number})
     linked = index.order_exists(facts.accession_number)
     if facts.status in FINAL and linked:
-        if (refused := _to_loop(ctx, facts, _calling_ae(event))) is not None:
+        if (refused := _to_loop(ctx, uid, facts, _calling_ae(event))) is not None:
             return refused, None
     elif not linked:
         _unmatched(uid, facts, merged)

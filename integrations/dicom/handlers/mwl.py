@@ -5,25 +5,33 @@ identification and demographics, the requested procedure (ID, description, code,
 Study Instance UID, priority), the imaging service request (accession,
 requesting and referring physician) and one Scheduled Procedure Step item
 (modality, station AE, start date/time, step ID, description, protocol code).
+
+Responses are encoded once per distinct item, query shape, character set and VR
+encoding (`_encoded`, an LRU): the key is the item's whole content
+(worklist.WorklistItem), so an edited name, a new step or a status change is a new
+key, while the search that decides which items match runs on every query.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
 from core.db import session_scope
 from integrations.dicom import worklist
-from integrations.dicom.matching import da, tm, utc_aware
-from integrations.dicom.responses import Values, put, to_dataset
-from domain.procedure_tables import ScheduledStep
-from pydicom.datadict import tag_for_keyword
-from services.procedure_steps import steps_by_accession
+from integrations.dicom.codec import EncodedDataset
+from integrations.dicom.matching import da, tm
+from integrations.dicom.responses import Shape, Values, encode_identifier, put, query_shape, to_dataset
+from security.field_crypto import is_sealed
 
 CODING_SCHEME = "99RADLOOP"
 ISSUER = "RADLOOP"
 PRIORITY = {"stat": "STAT", "urgent": "HIGH", "routine": "ROUTINE"}
 SPS_STATUS = {"scheduled": "SCHEDULED", "in_progress": "STARTED"}
+# Encoded responses kept (~1-2 KB each): a day's worklist of every room, times a few query shapes.
+ENCODED_CACHE_ITEMS = 4096
 
 
 def _first_item(query: Dataset) -> Dataset:
@@ -61,50 +69,51 @@ def _code(value: str, meaning: str) -> Values:
 
 def item_values(item: worklist.WorklistItem, zone: ZoneInfo) -> Values:
     """Every return key RadLoop knows for one scheduled step."""
-    e, o, p = item.entry, item.order, item.patient
-    start = utc_aware(e.scheduled_start)
+    start = item.scheduled_start
     v: Values = {}
-    put(v, "PatientName", p.name)
-    put(v, "PatientID", p.id)
+    put(v, "PatientName", item.patient_name)
+    put(v, "PatientID", item.patient_id)
     put(v, "IssuerOfPatientID", ISSUER)
-    put(v, "PatientBirthDate", p.birth_date.strftime("%Y%m%d"))
-    put(v, "PatientSex", p.sex)
+    put(v, "PatientBirthDate", item.birth_date.strftime("%Y%m%d"))
+    put(v, "PatientSex", item.sex)
     others: list[Values] = []
     for ident in item.identifiers:
+        if is_sealed(ident.system):
+            continue  # personal numbers (ID card, insurance) stay sealed: modalities get record numbers only
         other: Values = {}
         put(other, "PatientID", ident.value)
         put(other, "IssuerOfPatientID", ident.system)
         others.append(other)
     put(v, "OtherPatientIDsSequence", others)
-    alerts = [a for a, on in (("MDRO", o.special_mdro), ("Infectious", o.special_infectious)) if on]
+    alerts = [a for a, on in (("MDRO", item.special_mdro), ("Infectious", item.special_infectious)) if on]
     put(v, "MedicalAlerts", alerts or None)
-    put(v, "AccessionNumber", o.accession_number)
-    put(v, "ReferringPhysicianName", o.ordering_clinician_name)
-    put(v, "RequestingPhysician", o.ordering_clinician_name)
-    put(v, "RequestingService", o.ordering_department)
-    put(v, "StudyInstanceUID", e.study_instance_uid)
-    put(v, "RequestedProcedureID", o.accession_number)
-    put(v, "RequestedProcedureDescription", o.procedure_name)
-    put(v, "RequestedProcedureCodeSequence", [_code(o.procedure_code, o.procedure_name)])
-    put(v, "RequestedProcedurePriority", PRIORITY.get(o.priority, "ROUTINE"))
-    put(v, "ReasonForTheRequestedProcedure", o.clinical_purpose)
+    put(v, "AccessionNumber", item.accession_number)
+    put(v, "ReferringPhysicianName", item.clinician_name)
+    put(v, "RequestingPhysician", item.clinician_name)
+    put(v, "RequestingService", item.department)
+    put(v, "StudyInstanceUID", item.study_instance_uid)
+    put(v, "RequestedProcedureID", item.accession_number)
+    put(v, "RequestedProcedureDescription", item.procedure_name)
+    put(v, "RequestedProcedureCodeSequence", [_code(item.procedure_code, item.procedure_name)])
+    put(v, "RequestedProcedurePriority", PRIORITY.get(item.priority, "ROUTINE"))
+    put(v, "ReasonForTheRequestedProcedure", item.clinical_purpose)
     put(v, "ReferencedStudySequence", [])
     put(v, "ReferencedPatientSequence", [])
     put(v, "AdmissionID", None)
     put(v, "CurrentPatientLocation", None)
     sps: Values = {}
-    put(sps, "Modality", e.modality)
-    put(sps, "ScheduledStationAETitle", e.station_ae_title)
+    put(sps, "Modality", item.modality)
+    put(sps, "ScheduledStationAETitle", item.station_ae_title)
     put(sps, "ScheduledStationName", item.room_name[:16])
-    put(sps, "ScheduledProcedureStepLocation", e.room_id)
+    put(sps, "ScheduledProcedureStepLocation", item.room_id)
     put(sps, "ScheduledProcedureStepStartDate", da(start, zone))
     put(sps, "ScheduledProcedureStepStartTime", tm(start, zone))
     put(sps, "ScheduledPerformingPhysicianName", None)
-    put(sps, "ScheduledProcedureStepDescription", o.procedure_name)
-    put(sps, "ScheduledProtocolCodeSequence", [_code(o.procedure_code, o.procedure_name)])
-    put(sps, "ScheduledProcedureStepID", e.id)
-    put(sps, "ScheduledProcedureStepStatus", SPS_STATUS.get(e.status, "SCHEDULED"))
-    put(sps, "BodyPartExamined", o.body_part)
+    put(sps, "ScheduledProcedureStepDescription", item.procedure_name)
+    put(sps, "ScheduledProtocolCodeSequence", [_code(item.procedure_code, item.procedure_name)])
+    put(sps, "ScheduledProcedureStepID", item.sps_id)
+    put(sps, "ScheduledProcedureStepStatus", SPS_STATUS.get(item.status, "SCHEDULED"))
+    put(sps, "BodyPartExamined", item.body_part)
     put(v, "ScheduledProcedureStepSequence", [sps])
     return v
 
@@ -114,17 +123,35 @@ def item_dataset(item: worklist.WorklistItem, zone: ZoneInfo) -> Dataset:
     return to_dataset(item_values(item, zone))
 
 
+def _search(query: Dataset, tz: str) -> list[worklist.WorklistItem]:
+    q = parse_query(query)
+    with session_scope() as s:
+        return worklist.search(s, q, tz)
+
+
 def matches(query: Dataset, tz: str) -> list[Values]:
     """Every known return key of each scheduled step the worklist query matches."""
-    q = parse_query(query)
     zone = ZoneInfo(tz)
-    with session_scope() as s:
-        items = worklist.search(s, q, tz)
-        steps = steps_by_accession(s, [item.order.accession_number for item in items])
-    return [v for item in items for v in per_step(item_values(item, zone), steps.get(item.order.accession_number, []))]
+    return [v for item in _search(query, tz) for v in per_step(item_values(item, zone), item.steps)]
 
 
-def per_step(values: Values, steps: list[ScheduledStep]) -> list[Values]:
+def encoded_matches(query: Dataset, tz: str, charset: str, implicit_vr: bool) -> list[EncodedDataset]:
+    """The response identifiers `matches` would give, projected and encoded (little endian), from the cache."""
+    shape = query_shape(query)
+    return [ds for item in _search(query, tz) for ds in _encoded(item, tz, shape, charset, implicit_vr)]
+
+
+@lru_cache(maxsize=ENCODED_CACHE_ITEMS)
+def _encoded(item: worklist.WorklistItem, tz: str, shape: Shape, charset: str,
+             implicit_vr: bool) -> tuple[EncodedDataset, ...]:
+    """One item's responses (one per scheduled step); everything they depend on is in the key.
+
+    pynetdicom only reads a response identifier, so one object serves every association."""
+    values = per_step(item_values(item, ZoneInfo(tz)), item.steps)
+    return tuple(EncodedDataset(encode_identifier(v, shape, charset, implicit_vr), implicit_vr) for v in values)
+
+
+def per_step(values: Values, steps: tuple[worklist.Step, ...]) -> list[Values]:
     """One item per scheduled step the order carries (OMI IPC segments), else the entry's single step."""
     if not steps:
         return [values]

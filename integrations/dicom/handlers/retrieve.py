@@ -3,13 +3,16 @@
 Each sub-operation streams the stored file (stored.StoredInstance), so nothing
 is decoded; the peer must therefore accept the file's own transfer syntax
 (C-GET: the storage contexts the SCU proposed; C-MOVE: we propose each file's
-syntax plus Explicit VR Little Endian to the destination).
+syntax plus Explicit VR Little Endian to the destination). A destination listed in
+settings.dicom_destination_tls is reached over TLS only (tls.peer_tls_args).
 
 Statuses (PS3.4 C.4.2.1.5 / C.4.3.1.4, sent by pynetdicom from what we yield):
 - 0xFF00 Pending after each sub-operation; 0x0000 when all succeeded;
 - 0xB000 Warning when some sub-operations failed (e.g. no context for a file's syntax);
 - 0xFE00 Cancel on C-CANCEL;
-- 0xA801 Move destination unknown: not in settings.dicom_move_destinations;
+- 0xA801 Move destination unknown: not in settings.dicom_move_destinations, or the
+  association to it failed (for a TLS destination also a failed handshake);
+- 0xC514 Unable to process: the destination's TLS files (dicom_destination_tls) cannot be loaded;
 - 0xA900 Identifier does not match SOP class: the level's unique key is missing;
 - 0xC000 Unable to process: the index could not be read.
 
@@ -29,7 +32,7 @@ from sqlmodel import col, select
 
 from core.db import session_scope
 from domain.imaging_tables import ImagingInstance, ImagingStudy
-from integrations.dicom import qr_query
+from integrations.dicom import qr_query, tls
 from integrations.dicom.context import ListenerContext
 from integrations.dicom.stored import StoredInstance
 
@@ -99,11 +102,17 @@ def handle_move(event: Event, ctx: ListenerContext) -> Iterator[Any]:
         log.warning("C-MOVE to unknown AE %r", event.move_destination)
         yield None, None  # pynetdicom answers 0xA801 Move destination unknown
         return
+    try:
+        tls_args = tls.peer_tls_args(ctx.settings, move_ae, destination[0])
+    except (OSError, ValueError) as exc:
+        log.error("C-MOVE to %s: its TLS configuration cannot be loaded: %s", move_ae, exc)
+        raise
+    secure = {"tls_args": tls_args} if tls_args else {}
     found, status = _resolve(event)
     if found is None:
-        yield destination[0], destination[1]
+        yield destination[0], destination[1], secure
         yield 1
         yield status, None
         return
-    yield destination[0], destination[1], {"contexts": _contexts(found[0])}
+    yield destination[0], destination[1], {"contexts": _contexts(found[0]), **secure}
     yield from _sub_operations(event, ctx, found, move_ae)

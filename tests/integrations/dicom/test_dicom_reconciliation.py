@@ -6,16 +6,18 @@ from datetime import date
 from pathlib import Path
 
 import httpx
+import pytest
 from pydicom.uid import generate_uid
 from sqlmodel import Session, select
 
+from core.config import reset_settings_cache
 from core.db import get_engine
 from domain.imaging_tables import ImagingStudy, MppsRecord
 from domain.security_tables import AuditRecord
 from domain.tables import DomainEvent, ExamOrder, Patient
 from integrations.dicom import completeness
 from tests.support.dicom_files import in_progress, make_image
-from tests.support.dicom_tools import mpps_send, run_tool, running_listener
+from tests.support.dicom_tools import free_port, mpps_send, run_tool, running_listener
 
 TECH = {"Authorization": "Bearer dev-technologist"}
 QC = {"Authorization": "Bearer dev-qc_officer"}
@@ -35,8 +37,11 @@ def _order(accession: str) -> None:
         s.commit()
 
 
-async def test_list_and_link_unmatched_images_and_mpps(database, tmp_path: Path) -> None:
+async def test_list_and_link_unmatched_images_and_mpps(database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from api.main import create_app
+
+    monkeypatch.setenv("RADLOOP_TEMPORAL_ADDRESS", f"127.0.0.1:{free_port()}")  # Temporal is down
+    reset_settings_cache()
 
     acc, other = f"REC{generate_uid()[-10:]}", f"REC{generate_uid()[-9:]}X"
     _order(acc)
@@ -89,6 +94,8 @@ async def test_list_and_link_unmatched_images_and_mpps(database, tmp_path: Path)
         mpps = await client.post(f"/api/v1/reconciliation/{mpps_item}/resolve", headers=QC,
                                  json={"accession_number": acc, "note": "same exam"})
         assert mpps.status_code == 200 and mpps.json()["linked_accession"] == acc
+        # Without Temporal the link stands and the MPPS's step waits to be told to the loop (linking again sends it).
+        assert mpps.json()["replay"] == [{"kind": "started", "outcome": "pending", "reason": "not yet told to the loop"}]
 
         assert (await client.get("/api/v1/reconciliation", headers=TECH)).json()["items"] == []
         resolved = (await client.get("/api/v1/reconciliation", headers=TECH, params={"state": "resolved"})).json()

@@ -38,7 +38,8 @@ def temporal_nowhere() -> Callable[[], Awaitable[Client]]:
     port = free_port()
 
     async def get() -> Client:
-        return await asyncio.wait_for(connect(address=f"127.0.0.1:{port}"), 2)
+        async with asyncio.timeout(2):
+            return await connect(address=f"127.0.0.1:{port}")
 
     return get
 
@@ -110,12 +111,43 @@ async def listener_on_each_database(database: str) -> AsyncIterator[Listener]:
 
 
 class HIS:
-    """The hospital system's side: stores what it receives and answers with `answer` (AA, AE or AR)."""
+    """The hospital system's side: stores what it receives and answers with `answer` (AA, AE or AR).
 
-    def __init__(self) -> None:
+    `go_down` / `come_back` point RadLoop's HIS endpoint setting at a port held bound but not
+    listening (connections refused, and no other process can take it meanwhile), then at a fresh
+    server: reopening the same port after closing it races whatever else binds ports on the machine.
+    """
+
+    def __init__(self, env: pytest.MonkeyPatch | None = None) -> None:
         self.received: list[bytes] = []
         self.answer = "AA"
         self.server = MLLPServer(self)
+        self._env = env
+        self._refusing: socket.socket | None = None
+
+    async def start(self) -> int:
+        port = await self.server.start("127.0.0.1", 0)
+        self._point_at(port)
+        return port
+
+    async def go_down(self) -> None:
+        await self.server.close()
+        self._refusing = socket.socket()
+        self._refusing.bind(("127.0.0.1", 0))  # bound, never listening: every connect is refused
+        self._point_at(self._refusing.getsockname()[1])
+
+    async def come_back(self) -> None:
+        self.server = MLLPServer(self)
+        await self.start()
+        if self._refusing is not None:
+            self._refusing.close()
+            self._refusing = None
+
+    def _point_at(self, port: int) -> None:
+        assert self._env is not None, "HIS(env=monkeypatch) to point the settings at it"
+        self._env.setenv("RADLOOP_HIS_MLLP_HOST", "127.0.0.1")
+        self._env.setenv("RADLOOP_HIS_MLLP_PORT", str(port))
+        reset_settings_cache()
 
     async def __call__(self, got: Frame, _peer: Peer) -> bytes:
         assert isinstance(got, bytes)
@@ -129,14 +161,13 @@ class HIS:
 
 @pytest.fixture
 async def his(hl7_sqlite: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[HIS]:
-    his = HIS()
-    port = await his.server.start("127.0.0.1", 0)
-    monkeypatch.setenv("RADLOOP_HIS_MLLP_HOST", "127.0.0.1")
-    monkeypatch.setenv("RADLOOP_HIS_MLLP_PORT", str(port))
     monkeypatch.setenv("RADLOOP_HIS_MLLP_TIMEOUT_SECONDS", "2")
-    reset_settings_cache()
+    his = HIS(env=monkeypatch)
+    await his.start()
     yield his
     await his.server.close()
+    if his._refusing is not None:
+        his._refusing.close()
 
 
 def counts() -> dict[str, int]:

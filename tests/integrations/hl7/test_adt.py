@@ -12,6 +12,7 @@ from domain.hl7_tables import HL7Message
 from domain.orders import OrderIn
 from domain.tables import DomainEvent, ExamOrder, Patient, PatientIdentifier
 from integrations.hl7.context import new_session
+from security.field_crypto import clear_phone, identifier_index
 from services.order_intake import record_order
 from tests.integrations.hl7.conftest import counts
 from tests.integrations.hl7.messages import ack_fields, err_segments, msh, pid
@@ -27,8 +28,9 @@ def adt(event: str, control_id: str, pid_segment: str, charset: str = "UNICODE U
 
 def patient_by(system: str, value: str) -> Patient:
     with Session(get_engine()) as s:
-        ident = s.exec(select(PatientIdentifier).where(PatientIdentifier.system == system,
-                                                       PatientIdentifier.value == value)).one()
+        ident = s.exec(select(PatientIdentifier).where(
+            PatientIdentifier.system == system,
+            PatientIdentifier.value_bidx == identifier_index(system, value))).one()
         return s.get(Patient, ident.patient_id)
 
 
@@ -38,8 +40,9 @@ async def test_a01_registers_a04_links_on_the_id_card_and_a08_updates(listener_o
         "MRN-A1", name="张^三", extra={3: f"MRN-A1^^^MRN^MR~{ID_CARD}^^^CHN^NNCHN", 13: "^^^^^^13800000000"})).encode())
     assert ack_fields(ack)["MSA"][1] == "AA", ack
     p = patient_by("ID_CARD", ID_CARD)
-    assert (p.name, p.sex, p.birth_date, p.phone, p.name_key) == ("张三", "M", date(1970, 5, 1), "13800000000",
-                                                                  "zhangsan")
+    assert (p.name, p.sex, p.birth_date, clear_phone(p), p.name_key) == ("张三", "M", date(1970, 5, 1),
+                                                                         "13800000000", "zhangsan")
+    assert p.phone == "138****0000"  # the row itself keeps the display form only
     assert patient_by("MRN", "MRN-A1").id == p.id
     # Another campus registers the same ID card with its own MRN: same person, one more identifier.
     ack = await offline_listener.send(adt("A04", "ADT-2", pid(
@@ -54,7 +57,7 @@ async def test_a01_registers_a04_links_on_the_id_card_and_a08_updates(listener_o
     ack = await offline_listener.send(adt("A08", "ADT-3", pid("MRN-A1", name="张^叁", dob="")).encode())
     assert ack_fields(ack)["MSA"][1] == "AA"
     p = patient_by("MRN", "MRN-A1")
-    assert (p.name, p.birth_date, p.phone) == ("张叁", date(1970, 5, 1), "13800000000")  # empty = not sent
+    assert (p.name, p.birth_date, clear_phone(p)) == ("张叁", date(1970, 5, 1), "13800000000")  # empty = not sent
     with Session(get_engine()) as s:
         events = s.exec(select(DomainEvent).where(DomainEvent.accession_number == placed.accession_number,
                                                   DomainEvent.kind == "patient_updated")).all()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+from domain.hl7_tables import clear_ack, clear_raw
 from integrations.hl7.mllp import MLLPClient
 from tests.integrations.hl7.conftest import counts, messages
 from tests.integrations.hl7.messages import ack_fields, err_segments, msh, orm, pid, seg
@@ -24,7 +25,7 @@ async def test_no_msh_is_rejected_and_logged(offline_listener) -> None:
     assert f["MSA"][1] == "AR"
     assert "100^" in err_segments(ack)[0]
     row = messages()[-1]
-    assert row.status == "rejected" and row.raw.startswith(b"PID|1") and row.ack_raw == ack
+    assert row.status == "rejected" and clear_raw(row).startswith(b"PID|1") and clear_ack(row) == ack
     await _alive(offline_listener)
 
 
@@ -68,7 +69,7 @@ async def test_ten_megabyte_message_is_refused_by_name_and_the_connection_surviv
         assert ack_fields(again)["MSA"][2] == "AFTER"
     assert counts()["orders"] == 0
     big_row = next(m for m in messages() if m.control_id == "BIG1")
-    assert big_row.raw_size > 10 * 1024 * 1024 and len(big_row.raw) <= 65536
+    assert big_row.raw_size > 10 * 1024 * 1024 and len(clear_raw(big_row)) <= 65536
 
 
 async def test_binary_garbage_and_junk(offline_listener) -> None:

@@ -1,4 +1,8 @@
-"""Enhanced acknowledgment mode end to end: accept ACK on the connection, application ACK sent to the HIS."""
+"""Enhanced acknowledgment mode end to end: accept ACK on the connection, application ACK sent to the HIS.
+
+Every wait here is bounded (`until`, the client's timeout, the sender's bounded close, the
+test timeout), so a regression fails instead of hanging the run.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +15,7 @@ from core.db import get_engine
 from domain.hl7_tables import HL7Message
 from integrations.hl7.app_acks import APP_ACK_TYPE, ApplicationAckSender
 from integrations.hl7.context import InboundContext
-from integrations.hl7.mllp import MLLPServer
+from integrations.hl7.delivery import DeliveryFailed
 from tests.integrations.hl7.conftest import HIS, Listener, start_listener, temporal_nowhere
 from tests.integrations.hl7.messages import ack_fields, msh, pid
 
@@ -70,34 +74,62 @@ async def test_accept_ack_now_application_ack_to_the_his(enhanced) -> None:
 
 async def test_application_acks_wait_for_the_his_and_keep_their_order(enhanced) -> None:
     listener, _sender, his = enhanced
-    port = his.server.port
-    await his.server.close()
+    await his.go_down()
     for n in (1, 2, 3):
         assert ack_fields(await listener.send(adt(f"ORD-{n}", f"M-O{n}", "AL", "AL")))["MSA"][1] == "CA"
     await until(lambda: all(r.attempts >= 1 for r in app_acks()[:1]))
     assert {r.status for r in app_acks()} <= {"queued", "pending"}
-    his.server = MLLPServer(his)
-    await his.server.start("127.0.0.1", port)
+    await his.come_back()
     await until(lambda: len(his.received) == 3)
     assert [str(m.segment("MSA")[2]) for m in his.messages()] == ["ORD-1", "ORD-2", "ORD-3"]
     await until(lambda: {r.status for r in app_acks()} == {"delivered"})
 
 
+@pytest.mark.timeout(60)
 async def test_a_restarted_listener_resumes_undelivered_application_acks(his: HIS) -> None:
-    port = his.server.port
-    await his.server.close()
+    await his.go_down()
     first = ApplicationAckSender(first_retry_seconds=0.05, max_retry_seconds=0.1)
     first.start()
     listener = await start_listener(InboundContext(temporal=temporal_nowhere(), application_acks=first.submit))
-    await listener.send(adt("RES-1", "M-R1", "AL", "AL"))
+    assert ack_fields(await listener.send(adt("RES-1", "M-R1", "AL", "AL")))["MSA"][1] == "CA"
+    await until(lambda: app_acks() and app_acks()[0].attempts >= 1)  # it tried while the HIS was down
     await listener.server.close()
-    await first.close()  # the listener stops with the HIS still down
+    # The listener stops with the HIS still down, in the middle of its retries (a refused connect each 0.1 s).
+    async with asyncio.timeout(10):
+        await first.close()
     assert app_acks()[0].status in ("queued", "pending")
-    his.server = MLLPServer(his)
-    await his.server.start("127.0.0.1", port)
+    await his.come_back()
     second = ApplicationAckSender(first_retry_seconds=0.05)
     second.start()
-    assert await second.resume() == 1
-    await until(lambda: len(his.received) == 1)
-    await second.close()
+    try:
+        assert await second.resume() == 1
+        await until(lambda: len(his.received) == 1)
+    finally:
+        async with asyncio.timeout(10):
+            await second.close()
     assert str(his.messages()[0].segment("MSA")[2]) == "RES-1"
+
+
+@pytest.mark.timeout(30)
+async def test_close_stops_the_sender_even_when_a_delivery_swallows_the_cancel(hl7_sqlite: str) -> None:
+    """The hang behind the restart test: Python 3.11's asyncio.wait_for returns (or raises) its inner
+    result instead of CancelledError when the cancel arrives as that result comes in, e.g. a refused
+    connect. Here a delivery does exactly that on every cancel, and close must still return."""
+    attempts: list[str] = []
+
+    async def swallowing(message_id: str) -> str:
+        attempts.append(message_id)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            pass  # what wait_for does when its inner future is already done
+        raise DeliveryFailed("HIS unreachable", retryable=True)
+
+    sender = ApplicationAckSender(first_retry_seconds=0.01, max_retry_seconds=0.01, deliver_one=swallowing)
+    sender.start()
+    sender.submit("out-appack-x")
+    await until(lambda: attempts == ["out-appack-x"])
+    async with asyncio.timeout(5):
+        await sender.close()
+    assert sender._task is not None and sender._task.done()
+    assert len(attempts) == 1  # stopped: no retry after close

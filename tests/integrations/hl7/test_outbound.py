@@ -21,13 +21,13 @@ from activities.hl7_outbound import (
 )
 from core.config import reset_settings_cache
 from core.db import get_engine
-from domain.hl7_tables import HL7Message
+from domain.hl7_tables import HL7Message, clear_raw
 from domain.orders import OrderIn
 from domain.scheduling import study_instance_uid
 from domain.tables import ExamOrder, ReportVersion
 from integrations.hl7 import log as msglog
+from integrations.hl7.outbound import build_oru
 from integrations.hl7.context import new_session
-from integrations.hl7.mllp import MLLPServer
 from services.order_intake import record_order
 from tests.integrations.hl7.conftest import HIS, free_port
 from tests.support.loop_driver import order_payload
@@ -104,8 +104,7 @@ async def test_corrected_critical_report_references_the_recalled_version(his: HI
 
 
 async def test_his_down_queues_in_order_and_delivers_when_it_returns(his: HIS, monkeypatch) -> None:
-    port = his.server.port
-    await his.server.close()
+    await his.go_down()
     order = placed_order_with_reports(version(3, "valid"))
     first = await run(queue_order_status, OrderStatusMessage(accession_number=order.accession_number,
                                                                status="scheduled", seq=1))
@@ -118,9 +117,8 @@ async def test_his_down_queues_in_order_and_delivers_when_it_returns(his: HIS, m
         backlog = msglog.outbound_backlog(s)
     assert [m.id for m in backlog] == [first, second]  # oldest first, nothing dropped
     assert (row(first).status, row(first).attempts) == ("pending", 1) and "unreachable" in row(first).error
-    # The HIS comes back on its port: Temporal's next retry delivers, in order.
-    his.server = MLLPServer(his)
-    await his.server.start("127.0.0.1", port)
+    # The HIS comes back: Temporal's next retry delivers, in order.
+    await his.come_back()
     assert await run(deliver_hl7, Delivery(message_id=first)) == "delivered"
     assert await run(deliver_hl7, Delivery(message_id=second)) == "delivered"
     status, oru = his.messages()
@@ -184,5 +182,18 @@ async def test_the_his_profile_chooses_omi_o23_for_order_status(his: HIS, monkey
     ipc = sent.segment("IPC")
     assert str(ipc[2]) == order.accession_number and str(ipc[5]) == "CT" and str(ipc[3]) == study_instance_uid(order.accession_number)
     # hl7apy, strictly, takes it as a valid OMI_O23 (IPC is required there).
-    parsed = parse_message(row(message_id).raw.decode().replace("\n", "\r"), validation_level=VALIDATION_LEVEL.STRICT)
+    parsed = parse_message(clear_raw(row(message_id)).decode().replace("\n", "\r"), validation_level=VALIDATION_LEVEL.STRICT)
     parsed.validate()
+
+
+def test_pid3_to_the_his_carries_the_numbers_it_registered(hl7_sqlite: str) -> None:
+    """Personal numbers are sealed at rest (security.field_crypto); the HIS gets them back unsealed."""
+    card = "11010119700501123X"
+    order = record_order(new_session, OrderIn.model_validate(order_payload(patient={"identifiers": [
+        {"system": "MRN", "value": "MRN-PID3"}, {"system": "ID_CARD", "value": card}]}))).order
+    with Session(get_engine()) as s:
+        s.add(version(1, "valid", accession_number=order.accession_number))
+        s.commit()
+        text = build_oru(s, order.accession_number, 1, "final").text
+    pid3 = next(seg for seg in text.split("\r") if seg.startswith("PID|")).split("|")[3]
+    assert pid3.split("~")[:2] == ["MRN-PID3^^^MRN", f"{card}^^^ID_CARD"]

@@ -9,7 +9,17 @@ from integrations.hl7.context import InboundContext
 from integrations.hl7.inbound import InboundProcessor
 from integrations.hl7.mllp import Peer
 from integrations.hl7.inbound import supported_types
-from integrations.hl7.parse import Encoding, HL7Reject, check_header, decode, parse, read_header
+from integrations.hl7.parse import (
+    Encoding,
+    HL7Reject,
+    _check_segment_lines,
+    check_header,
+    decode,
+    hl7apy_check,
+    parse,
+    read_header,
+    structure_problem,
+)
 from integrations.hl7.patient import join_name, patient_facts
 from tests.integrations.hl7.conftest import counts, temporal_nowhere
 from tests.integrations.hl7.messages import ack_fields, msh, orm, seg
@@ -53,6 +63,29 @@ def test_mutated_fields_get_a_verdict(values: list[str]) -> None:
     fields = {n + 1: v for n, v in enumerate(values)}
     lines.insert(2, seg("NTE", fields))
     assert verdict("\r".join(lines).encode("utf-8")) in ("ok", "AE", "AR")
+
+
+segment_ids = st.one_of(st.sampled_from(["PID", "PV1", "OBR", "ORC", "NTE", "DG1", "IPC", "TQ1", "ZXY", "ABC",
+                                          "QQQ", "PI1", "MSA", "ERR", "OBX", "ZZ1", "XYZ"]),
+                        st.from_regex(r"[A-Z][A-Z0-9]{2}", fullmatch=True))
+
+
+@FUZZ
+@given(st.lists(st.tuples(segment_ids, st.lists(st.text(max_size=20), max_size=6)), max_size=5),
+       st.sampled_from(["2.3.1", "2.4", "2.5", "2.5.1"]), st.sampled_from(["^~\\&", "^~\\&#", "^~\\&#%"]))
+def test_the_structure_verdict_is_hl7apys(extra: list[tuple[str, list[str]]], version: str, enc_chars: str) -> None:
+    """Parsing once must refuse exactly what hl7apy's full parse refused (and nothing else)."""
+    lines = orm(control_id="FZ3", version=version, msh_extra={2: enc_chars}).split("\r")
+    lines += [seg(seg_id, {n + 1: v for n, v in enumerate(values)}) for seg_id, values in extra]
+    raw = "\r".join(lines).encode("utf-8")
+    try:
+        header = read_header(raw)
+        text = decode(raw, header)
+        _check_segment_lines(text, header)  # lines that are no segment are refused before this verdict
+    except (HL7Reject, UnicodeDecodeError):
+        return
+    ours, theirs = structure_problem(text, header), hl7apy_check(text)
+    assert (ours is None) == (theirs is None), (ours, theirs)
 
 
 name_text = st.text(
