@@ -158,6 +158,9 @@ class Settings(BaseSettings):
     )
     audit_checkpoint_every: int = Field(100, description="Write a signed checkpoint every N audit records")
     audit_spool_dir: Path | None = Field(None, description="Where audit events wait while the database is down")
+    audit_retention_days: int = Field(
+        183, ge=180, description="Audit records stay in the database at least this long; `audit purge` refuses "
+        "younger ones (R10.5: kept >= 6 months)")
     # ---- identifiers at rest, TLS (security/field_crypto.py, security/tls.py; R10.2.2, R10.3.3) ----
     field_keys: str = Field(
         f"dev1:{DEV_FIELD_KEY}",

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 SPOOL_FILE = "pending.jsonl"
+PURGE_EVENT = "audit_purged"  # written by security.audit_archive.purge; verify starts after its last_seq
 # The fields the hash covers, in the record's own words (prev_hash and hash excluded).
 CHAINED_FIELDS = (
     "seq", "event_uuid", "occurred_at", "recorded_at", "user_id", "username", "role", "source",
@@ -277,45 +278,76 @@ class VerifyResult(BaseModel):
     message: str = "chain intact"
 
 
-def verify_chain(session: Session, checkpoint_keys: str) -> VerifyResult:
+def purged_up_to(rows: list[AuditRecord]) -> tuple[int, str]:
+    """(last purged seq, its hash) named by the newest purge record, else (0, GENESIS).
+
+    A purge record is itself chained, so the walk below catches a forged or altered one.
+    """
+    purges = [r.detail for r in rows if r.event_type == PURGE_EVENT and r.outcome == "success"]
+    if not purges:
+        return 0, GENESIS
+    last = max(purges, key=lambda d: int(d.get("last_seq", 0)))
+    return int(last.get("last_seq", 0)), str(last.get("last_hash", GENESIS))
+
+
+def verify_chain(
+    session: Session, checkpoint_keys: str, archived_hash: Callable[[int], str | None] | None = None,
+) -> VerifyResult:
     """Walk the chain in seq order and name the first record that is not what was written.
 
     altered: its content no longer gives its hash (or a signed checkpoint disagrees);
     deleted: a seq is missing, or a record's predecessor hash belongs to no record;
     reordered: a record's predecessor hash belongs to a record stored elsewhere in the chain;
     truncated: a signed checkpoint names a seq past the end of the chain.
+    After a purge (security.audit_archive.purge) the chain starts right after the last purged
+    seq, from its hash as the purge record states it; with `archived_hash` (seq -> the archive's
+    hash of that record) the archive must hold that same hash, so the start is anchored off-database.
     """
     rows = session.exec(select(AuditRecord).order_by(col(AuditRecord.seq))).all()
     known = {r.hash for r in rows}
-    prev, expected = GENESIS, 1
+    purged, prev = purged_up_to(list(rows))
+    if purged and archived_hash is not None and archived_hash(purged) != prev:
+        return VerifyResult(ok=False, checked=0, first_bad_seq=purged, problem="deleted",
+                            message=f"records up to seq {purged} were purged but the archive does not hold "
+                            f"seq {purged} with the hash the purge record names")
+    expected = purged + 1
     hash_at: dict[int, str] = {}
     for row in rows:
+        checked = expected - 1 - purged
         if row.seq != expected:
-            return VerifyResult(ok=False, checked=expected - 1, first_bad_seq=expected, problem="deleted",
+            return VerifyResult(ok=False, checked=checked, first_bad_seq=expected, problem="deleted",
                                 message=f"record seq {expected} is missing (next present is {row.seq})")
         if row.prev_hash != prev:
             moved = row.prev_hash in known
             return VerifyResult(
-                ok=False, checked=expected - 1, first_bad_seq=row.seq, problem="reordered" if moved else "deleted",
+                ok=False, checked=checked, first_bad_seq=row.seq, problem="reordered" if moved else "deleted",
                 message=(f"record seq {row.seq} was chained after another record: records were reordered"
                          if moved else f"record seq {row.seq} was chained after a record that is gone or rewritten"),
             )
         if chain_hash(row.prev_hash, row) != row.hash:
-            return VerifyResult(ok=False, checked=expected - 1, first_bad_seq=row.seq, problem="altered",
+            return VerifyResult(ok=False, checked=checked, first_bad_seq=row.seq, problem="altered",
                                 message=f"record seq {row.seq} was altered: its content does not give its hash")
         hash_at[row.seq] = row.hash
         prev, expected = row.hash, expected + 1
+    last_seq = expected - 1
     checkpoints = session.exec(select(AuditCheckpoint).order_by(col(AuditCheckpoint.seq))).all()
     for cp in checkpoints:
         if not checkpoint_valid(cp, checkpoint_keys):
             return VerifyResult(ok=False, checked=len(rows), checkpoints=len(checkpoints), first_bad_seq=cp.seq,
                                 problem="bad_checkpoint", message=f"checkpoint at seq {cp.seq} has a bad signature")
+        if cp.seq <= purged:  # its record was purged: check it against the archive when we have it
+            if archived_hash is not None and archived_hash(cp.seq) != cp.hash:
+                return VerifyResult(ok=False, checked=len(rows), checkpoints=len(checkpoints), first_bad_seq=cp.seq,
+                                    problem="altered",
+                                    message=f"the archived record seq {cp.seq} disagrees with its signed checkpoint")
+            continue
         if cp.seq not in hash_at:
-            return VerifyResult(ok=False, checked=len(rows), checkpoints=len(checkpoints), first_bad_seq=len(rows) + 1,
+            return VerifyResult(ok=False, checked=len(rows), checkpoints=len(checkpoints), first_bad_seq=last_seq + 1,
                                 problem="truncated",
-                                message=f"signed checkpoint at seq {cp.seq} but the chain ends at seq {len(rows)}")
+                                message=f"signed checkpoint at seq {cp.seq} but the chain ends at seq {last_seq}")
         if hash_at[cp.seq] != cp.hash:
             return VerifyResult(ok=False, checked=len(rows), checkpoints=len(checkpoints), first_bad_seq=cp.seq,
                                 problem="altered",
                                 message=f"the chain up to seq {cp.seq} was rewritten: it disagrees with its signed checkpoint")
-    return VerifyResult(ok=True, checked=len(rows), checkpoints=len(checkpoints))
+    message = f"chain intact (seq 1..{purged} purged after archiving)" if purged else "chain intact"
+    return VerifyResult(ok=True, checked=len(rows), checkpoints=len(checkpoints), message=message)

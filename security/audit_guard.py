@@ -10,10 +10,15 @@ Two layers, because either alone can be argued away:
   for every role, the owner included (installed by the migrations and by `create_all`);
 - `grant_app_role` gives the application's own PostgreSQL role INSERT and SELECT
   on them and nothing more, so even dropping a trigger needs another role.
-Archiving old audit records (retention) is a maintenance role's job, with the
-triggers disabled inside that one transaction.
+Removing old audit records once archived (retention, `security.audit_archive.purge`)
+is a maintenance role's job, with the triggers disabled inside that one transaction
+(`deletes_allowed`). On PostgreSQL that needs the table owner: the app's
+INSERT+SELECT role can neither disable a trigger nor delete.
 """
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
@@ -86,3 +91,28 @@ def grant_app_role(conn: Connection, role: str, schema: str = "public") -> None:
     for table in APPEND_ONLY_TABLES:
         conn.execute(text(f"REVOKE UPDATE, DELETE, TRUNCATE ON {quoted_schema}.{table} FROM {quoted_role}"))
 
+
+@contextmanager
+def deletes_allowed(conn: Connection, table: str) -> Iterator[None]:
+    """Run the block with `table`'s DELETE guard off, inside the caller's open transaction.
+
+    The guard is back before the block's transaction can commit; if the block raises,
+    the caller rolls back and the DDL goes with it (both databases have transactional DDL),
+    so no committed state ever lacks the trigger.
+    """
+    if table not in APPEND_ONLY_TABLES:
+        raise ValueError(f"{table} is not an append-only table")
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        raw = conn.connection.dbapi_connection
+        if not raw.in_transaction:  # pysqlite opens no transaction before DDL: open it ourselves
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_delete"))
+        yield
+        install_append_only(conn, (table,))
+    elif dialect == "postgresql":
+        conn.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER {table}_append_only"))
+        yield
+        conn.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER {table}_append_only"))
+    else:
+        raise RuntimeError(f"the audit store supports SQLite and PostgreSQL only, not {dialect}")

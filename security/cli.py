@@ -4,6 +4,7 @@
     python -m security.cli audit replay          # store events spooled while the database was down
     python -m security.cli audit archive --older-than-days 1   # back up the chain as gzip segments
     python -m security.cli audit verify-archive  # check the segments without the database
+    python -m security.cli audit purge --older-than-days 183   # remove archived records past retention
     python -m security.cli user create --username li.na --name "李娜" --role radiologist
     python -m security.cli user set-password --username li.na    # asks twice (or --password-stdin)
     python -m security.cli user enrol-totp --username li.na      # prints the otpauth:// URI once
@@ -43,9 +44,10 @@ def _audit_change(username: str, event_type: str, event_id: str, action: str, de
     ))
 
 
-def cmd_audit_verify(_args: argparse.Namespace) -> int:
+def cmd_audit_verify(args: argparse.Namespace) -> int:
     with session_scope() as s:
-        result = verify_chain(s, get_settings().audit_checkpoint_keys)
+        archived = audit_archive.archived_hashes(_archive_dir(args))
+        result = verify_chain(s, get_settings().audit_checkpoint_keys, archived)
     spooled = len(AuditTrail.from_settings().spooled())
     print(f"{'OK' if result.ok else 'BROKEN'}: {result.message} "
           f"({result.checked} records, {result.checkpoints} checkpoints checked; {spooled} spooled awaiting replay)")
@@ -73,6 +75,20 @@ def cmd_audit_verify_archive(args: argparse.Namespace) -> int:
     if not result.ok:
         print(f"first bad seq: {result.first_bad_seq} ({result.problem})")
     return 0 if result.ok else 1
+
+
+def cmd_audit_purge(args: argparse.Namespace) -> int:
+    """Table owner only on PostgreSQL (it disables the append-only trigger for its one transaction)."""
+    now = datetime.now(timezone.utc)
+    try:
+        with session_scope() as s:
+            n = audit_archive.purge(s, _archive_dir(args), now - timedelta(days=args.older_than_days), now,
+                                    operator=_operator())
+    except audit_archive.PurgeRefused as err:
+        print(f"refused: {err}", file=sys.stderr)
+        return 2
+    print(f"purged {n} archived audit record(s)")
+    return 0
 
 
 def cmd_audit_replay(_args: argparse.Namespace) -> int:
@@ -150,7 +166,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m security.cli", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(required=True)
     audit = sub.add_parser("audit").add_subparsers(required=True)
-    audit.add_parser("verify", help="check the SM3 chain and signed checkpoints").set_defaults(fn=cmd_audit_verify)
+    ver = audit.add_parser("verify", help="check the SM3 chain and signed checkpoints (after a purge: from the archive)")
+    ver.add_argument("--dir", help="the archive directory (default <data_dir>/audit-archive)")
+    ver.set_defaults(fn=cmd_audit_verify)
     audit.add_parser("replay", help="store spooled events").set_defaults(fn=cmd_audit_replay)
     arc = audit.add_parser("archive", help="copy records to a gzip segment under <data_dir>/audit-archive")
     arc.add_argument("--older-than-days", type=float, default=0, help="only records recorded before now - N days")
@@ -159,6 +177,10 @@ def parser() -> argparse.ArgumentParser:
     va = audit.add_parser("verify-archive", help="check every archived segment without the database")
     va.add_argument("--dir")
     va.set_defaults(fn=cmd_audit_verify_archive)
+    pu = audit.add_parser("purge", help="remove archived records recorded before now - N days (N >= retention)")
+    pu.add_argument("--older-than-days", type=float, required=True)
+    pu.add_argument("--dir")
+    pu.set_defaults(fn=cmd_audit_purge)
     user = sub.add_parser("user").add_subparsers(required=True)
     c = user.add_parser("create")
     c.add_argument("--username", required=True)

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 
 from core.config import get_settings
 from core.db import get_engine
-from domain.queue_tables import QueueCall, QueueDefinition, QueueTicket, QueueTicketItem
+from domain.queue_tables import QueueCall, QueueDefinition, QueueTicket, QueueTicketItem, TriageDecision
 from domain.queueing import calling, isolation
 from activities.events import EventInput, write_event
 from activities.notifications import redact, resolve_urls
@@ -402,6 +402,7 @@ def check_in(accession_number: str, room_id: str, actor: str, at: datetime) -> C
             raise NotFound(f"no order {accession_number}")
         live = _live_ticket(s, accession_number)
         if live is not None:
+            _complete_interrupted_check_in(s, live, accession_number, actor)
             return CheckInOut(**_out(live).model_dump())
         choice = triage.choose(s, order, at, room_id)
         rooms = frozenset(r.room_id for r in choice.ranking) or frozenset({choice.room_id})
@@ -453,6 +454,22 @@ def _move_worklist(session: Session, accessions: list[str], room_id: str, actor:
                                             at=utcnow(), actor=actor, kind="worklist_moved",
                                             summary=f"worklist step {step.id} moved from {was} to {room.station_ae_title}",
                                             detail={"step": step.id, "from": was, "to": room.station_ae_title}))
+
+
+def _complete_interrupted_check_in(session: Session, ticket: QueueTicket, accession_number: str, actor: str) -> None:
+    """A retried check-in whose first try stopped after the ticket was written: the decision, the
+    timeline event and the worklist move it did not reach are written now, for the room it queues for."""
+    if session.exec(select(TriageDecision.id).where(TriageDecision.accession_number == accession_number)).first():
+        return
+    queue = session.get(QueueDefinition, ticket.queue_id)
+    room_id = queue.rooms[0] if queue and queue.rooms else ""
+    why = f"{room_id}: queued before an interruption; decision recorded on retry"
+    triage.record_decision(session, None, accession_number=accession_number, ticket_id=ticket.id, kind="triage",
+                           room_id=room_id, why=why, actor=actor, rules_version=triage.current_rules(session).version)
+    _triage_event(session, accession_number, ticket.id, why, actor)
+    if room_id:
+        _move_worklist(session, [accession_number], room_id, actor)
+    session.commit()
 
 
 def _triage_event(session: Session, accession_number: str, ticket_id: str, why: str, actor: str) -> None:

@@ -213,3 +213,22 @@ def test_the_worklist_step_follows_the_patient_to_the_chosen_room(site):
     with Session(get_engine()) as s:
         step = s.get(WorklistEntry, "SPS-W1")
         assert (step.room_id, step.station_ae_title) == ("CT1", ct1_ae)
+
+
+def test_a_check_in_retried_after_an_interruption_still_records_the_decision(site):
+    """The first try wrote the ticket and stopped; the retry writes the decision and event it missed."""
+    order("R1")
+    out = queueing.check_in("R1", "CT1", "u-registrar", AT)
+    with Session(get_engine()) as s:  # as if the first try had stopped right after the ticket
+        for row in s.exec(select(TriageDecision).where(TriageDecision.accession_number == "R1")).all():
+            s.delete(row)
+        for row in s.exec(select(DomainEvent).where(DomainEvent.accession_number == "R1",
+                                                    DomainEvent.kind == "triaged")).all():
+            s.delete(row)
+        s.commit()
+    again = queueing.check_in("R1", "CT1", "u-registrar", AT)
+    assert again.id == out.id
+    [decision] = triage.decisions("R1")
+    assert decision.ticket_id == out.id and "recorded on retry" in decision.why
+    queueing.check_in("R1", "CT1", "u-registrar", AT)
+    assert len(triage.decisions("R1")) == 1

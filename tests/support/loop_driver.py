@@ -138,3 +138,25 @@ async def closed_result(client: Client, workflow_id: str, timeout: float = 45) -
         return await handle.result()
 
     return await asyncio.wait_for(poll(), timeout)
+
+
+async def settle(quiet_for: float = 0.3, at_most: float = 6.0) -> None:
+    """Wait until the loops stop writing (no new timeline event for `quiet_for` seconds, at most
+    `at_most`): a worker shut down while a loop is between local activities waits for the workflow
+    task's heartbeat deadline (8 s), so fixtures let loops reach their next human step first."""
+    from sqlalchemy import func
+    from sqlmodel import select
+
+    from domain.tables import DomainEvent
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + at_most
+    last, since = -1, loop.time()
+    while loop.time() < deadline:
+        with Session(get_engine()) as s:
+            count = s.exec(select(func.count()).select_from(DomainEvent)).one()
+        if count != last:
+            last, since = count, loop.time()
+        elif loop.time() - since >= quiet_for:
+            return
+        await asyncio.sleep(0.05)

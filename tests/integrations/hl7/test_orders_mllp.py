@@ -19,7 +19,7 @@ from integrations.hl7 import log as msglog
 from integrations.hl7.context import InboundContext
 from tests.integrations.hl7.conftest import Listener, counts, messages, start_listener
 from tests.integrations.hl7.messages import ack_fields, msh, orm, pid, seg
-from tests.support.loop_driver import LoopDriver
+from tests.support.loop_driver import LoopDriver, settle
 from worker import build_worker
 
 
@@ -31,13 +31,18 @@ class Center:
 
 
 @pytest.fixture
-async def center(ts_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Center]:
+async def center(request: pytest.FixtureRequest, ts_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Center]:
+    for db in ("database", "hl7_sqlite"):  # set up first, so torn down after the worker: loops never lose their tables
+        if db in request.fixturenames:
+            request.getfixturevalue(db)
+
     async def client():
         return ts_env.client
 
     listener = await start_listener(InboundContext(temporal=client, task_queue=task_queue))
     async with build_worker(ts_env.client, task_queue):
         yield Center(ts_env, listener, LoopDriver(ts_env.client, task_queue))
+        await settle()
     await listener.server.close()
 
 
