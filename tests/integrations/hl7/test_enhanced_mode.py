@@ -116,13 +116,14 @@ async def test_close_stops_the_sender_even_when_a_delivery_swallows_the_cancel(h
     result instead of CancelledError when the cancel arrives as that result comes in, e.g. a refused
     connect. Here a delivery does exactly that on every cancel, and close must still return."""
     attempts: list[str] = []
+    swallowed: list[str] = []
 
     async def swallowing(message_id: str) -> str:
         attempts.append(message_id)
         try:
             await asyncio.sleep(30)
         except asyncio.CancelledError:
-            pass  # what wait_for does when its inner future is already done
+            swallowed.append(message_id)  # not re-raised: what wait_for does when its inner future is done
         raise DeliveryFailed("HIS unreachable", retryable=True)
 
     sender = ApplicationAckSender(first_retry_seconds=0.01, max_retry_seconds=0.01, deliver_one=swallowing)
@@ -133,3 +134,4 @@ async def test_close_stops_the_sender_even_when_a_delivery_swallows_the_cancel(h
         await sender.close()
     assert sender._task is not None and sender._task.done()
     assert len(attempts) == 1  # stopped: no retry after close
+    assert swallowed == ["out-appack-x"]  # the cancel really was swallowed, and close still returned
