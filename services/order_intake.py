@@ -9,6 +9,7 @@ two steps heals on the sender's retry.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -103,19 +104,42 @@ def find_by_placer(session: Session, placer_system: str, placer_order_number: st
     ).first()
 
 
-def record_order(session_factory, order: OrderIn) -> IntakeResult:
+def record_order(session_factory, order: OrderIn,
+                 patient_step: Callable[[Session], str] | None = None,
+                 before_commit: Callable[[Session, IntakeResult], None] | None = None) -> IntakeResult:
     """Write patient + order rows in one transaction; return the existing order on a duplicate.
+
+    `patient_step` (HL7: the EMPI's registration, services.patient_registry.register_in) writes the
+    patient in this same transaction and returns its ID, in place of the exact-identifier match; it
+    runs for an order already known too (a resent order still links its new identifiers), and raises
+    IdentifierRace when a concurrent registration won (the whole transaction then starts over). One commit, not two: on
+    SQLite each commit waits its turn behind the worker's writes. `before_commit` adds the caller's own
+    rows to the same transaction (HL7: the message's log row with its ACK), for a new order and for
+    one already known alike.
 
     Raises services.procedure_catalogue.ProcedureRefused for a code the center does not perform.
     """
     for _attempt in range(5):
         with session_factory() as session:
+            # Reads first: on SQLite the write lock is taken at the first write and held to the commit.
             existing = find_by_placer(session, order.placer_system, order.placer_order_number)
             if existing is not None:
-                return IntakeResult(existing, created=False)
+                result = IntakeResult(existing, created=False)
+                if patient_step is not None or before_commit is not None:
+                    try:
+                        if patient_step is not None:
+                            patient_step(session)  # a resent order still links its new identifiers
+                        if before_commit is not None:
+                            before_commit(session, result)
+                        session.commit()
+                    except (IntegrityError, IdentifierRace):
+                        session.rollback()
+                        continue
+                return result
             check_procedure(session, order.procedure)  # an unknown code is refused before anything is written
             try:
-                patient = match_or_create_patient(session, order)
+                patient_id = patient_step(session) if patient_step is not None else None
+                patient = session.get(Patient, patient_id) if patient_id else match_or_create_patient(session, order)
                 accession = next_accession_number(session)
                 row = ExamOrder(
                     accession_number=accession,
@@ -140,8 +164,11 @@ def record_order(session_factory, order: OrderIn) -> IntakeResult:
                     special_infectious=order.special.infectious,
                 )
                 session.add(row)
+                result = IntakeResult(row, created=True)
+                if before_commit is not None:
+                    before_commit(session, result)
                 session.commit()
-                return IntakeResult(row, created=True)
+                return result
             except (IntegrityError, IdentifierRace):
                 # A concurrent request won the race (placer, identifier or counter): re-read.
                 session.rollback()

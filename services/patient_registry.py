@@ -170,7 +170,7 @@ def _tell_open_loops(session: Session, patient_id: str, changed: dict[str, tuple
     return [o.accession_number for o in orders]
 
 
-class _RegisteredMeanwhile(Exception):
+class RegisteredMeanwhile(Exception):
     """A concurrent registration of the same person committed first: start over and link to it."""
 
 
@@ -181,7 +181,7 @@ def _retrying(work: Callable[[Session], Registration], sessions: SessionFactory)
                 result = work(session)
                 session.commit()
                 return result
-            except (IntegrityError, _RegisteredMeanwhile):
+            except (IntegrityError, RegisteredMeanwhile):
                 session.rollback()  # a concurrent registration took an identifier: look again
     raise RuntimeError("patient registration could not complete after concurrent retries")
 
@@ -194,29 +194,34 @@ def register(sessions: SessionFactory, facts: PersonFacts, source: str, update: 
     """
     if not facts.identifiers or not facts.complete:
         raise ValueError("registration needs at least one identifier, a name, sex and birth date")
+    return _retrying(lambda session: register_in(session, facts, source, update), sessions)
 
-    def work(session: Session) -> Registration:
-        patient = _linked_patient(session, facts)
-        if patient is not None:
-            changed = _apply(patient, facts) if update else {}
-            _attach_identifiers(session, patient, facts)
-            session.add(patient)
-            opened = _tell_open_loops(session, patient.id, changed, source) if changed else []
-            return Registration(patient.id, created=False, changed=changed, open_accessions=opened)
-        assert facts.birth_date is not None
-        patient = Patient(id=str(uuid.uuid4()), name=facts.name, sex=facts.sex, birth_date=facts.birth_date,
-                          phone=facts.phone or None, name_key=name_key(facts.name))
+
+def register_in(session: Session, facts: PersonFacts, source: str, update: bool = True) -> Registration:
+    """`register` inside the caller's transaction (an HL7 order registers its patient in the order's
+    own commit); the caller commits, and on IntegrityError or RegisteredMeanwhile rolls back and
+    starts over, as `register` does."""
+    if not facts.identifiers or not facts.complete:
+        raise ValueError("registration needs at least one identifier, a name, sex and birth date")
+    patient = _linked_patient(session, facts)
+    if patient is not None:
+        changed = _apply(patient, facts) if update else {}
+        _attach_identifiers(session, patient, facts)
         session.add(patient)
-        session.flush()
-        try:
-            _attach_identifiers(session, patient, facts)
-        except Conflict as err:
-            raise _RegisteredMeanwhile(str(err)) from err
-        session.flush()
-        reviews = _open_reviews(session, patient, facts, source)
-        return Registration(patient.id, created=True, reviews=reviews)
-
-    return _retrying(work, sessions)
+        opened = _tell_open_loops(session, patient.id, changed, source) if changed else []
+        return Registration(patient.id, created=False, changed=changed, open_accessions=opened)
+    assert facts.birth_date is not None
+    patient = Patient(id=str(uuid.uuid4()), name=facts.name, sex=facts.sex, birth_date=facts.birth_date,
+                      phone=facts.phone or None, name_key=name_key(facts.name))
+    session.add(patient)
+    session.flush()
+    try:
+        _attach_identifiers(session, patient, facts)
+    except Conflict as err:
+        raise RegisteredMeanwhile(str(err)) from err
+    session.flush()
+    reviews = _open_reviews(session, patient, facts, source)
+    return Registration(patient.id, created=True, reviews=reviews)
 
 
 def update_demographics(sessions: SessionFactory, facts: PersonFacts, source: str) -> Registration:

@@ -4,12 +4,18 @@ The order of steps is the contract (interfaces.md "AA is sent only after the
 message is durable"):
 1. read MSH (charset, delimiters); unreadable -> AR, logged, nothing else done;
 2. refuse unsupported type/event/version/processing ID -> AR;
-3. look up (sender, MSH-10) in the log: a resend gets the stored ACK, nothing else;
+3. look up (sender, MSH-10) in the log: a resend gets the stored ACK, nothing else
+   (for an accepted new order, once its loop is sure to exist: see 5);
 4. parse (once: structure checked against hl7apy's tables, fields split by RadLoop)
    and run the handler, which commits rows / starts or signals the loop before
    returning; content errors -> AE with ERR, "not now" -> AR;
 5. store the message with its ACK and timing, then answer; in enhanced mode the
    application ACK MSH-16 asks for is queued for the HIS (integrations.hl7.app_acks).
+   A new order's log row is stored with its AA in the order's own transaction
+   (context.MessageJournal: one commit per order, not three), before its loop is
+   started; if the start then fails the row is amended to the AR actually sent, and
+   if the listener dies in between the HIS's resend starts the loop before the
+   stored AA is replayed.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import replace
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,9 +41,9 @@ from integrations.hl7.ack import (
 from integrations.hl7.adt import handle_adt
 from integrations.hl7.app_acks import queue_application_ack
 from integrations.hl7.audit import received_event
-from integrations.hl7.context import InboundContext, Outcome
+from integrations.hl7.context import InboundContext, MessageJournal, Outcome
 from integrations.hl7.mllp import Frame, Oversized, Peer
-from integrations.hl7.orders import handle_order
+from integrations.hl7.orders import handle_order, heal_replayed
 from integrations.hl7.parse import (
     ErrorCode,
     HL7Reject,
@@ -101,17 +108,30 @@ class InboundProcessor:
         except UnicodeDecodeError:  # read_header decoded the same bytes already
             message_text = ""
         previous = await asyncio.to_thread(msglog.lookup, self.ctx.sessions, header)
+        not_now: HL7Reject | None = None
         if previous is not None and previous.ack is not None:
-            log.info("resend of %s from %s: replaying the stored ACK", header.control_id, header.sender)
-            await asyncio.to_thread(msglog.record_duplicate, self.ctx.sessions, header, raw, str(peer), previous)
-            self._audit(header, str(peer), "duplicate", previous.ack_code, {}, [], previous.row_id, previous.row_id)
-            return previous.ack
+            try:
+                if previous.ack_code in ("AA", "CA"):
+                    await heal_replayed(previous.summary, self.ctx)  # an accepted order's loop exists first
+            except HL7Reject as err:
+                not_now = err  # answered AR below, logged without the dedup key: the next resend replays
+            else:
+                log.info("resend of %s from %s: replaying the stored ACK", header.control_id, header.sender)
+                await asyncio.to_thread(msglog.record_duplicate, self.ctx.sessions, header, raw, str(peer), previous)
+                self._audit(header, str(peer), "duplicate", previous.ack_code, {}, [], previous.row_id,
+                            previous.row_id)
+                return previous.ack
 
         summary: dict[str, Any] = {"message_type": header.type_event}
+        journal = MessageJournal(header, raw, str(peer), received_at, started, lambda text: (
+            encode(build_ack(header, "AA", [], text), header), response_code("AA", header),
+            "AA" if header.application_ack_type else None))
         code, issues, text, transient = "AA", [], "", False
         try:
+            if not_now is not None:
+                raise not_now
             parsed = parse(message_text, header)
-            outcome = await HANDLERS[header.type_event](parsed, self.ctx, summary)
+            outcome = await HANDLERS[header.type_event](parsed, replace(self.ctx, journal=journal), summary)
             text = outcome.text
         except HL7Reject as err:
             code, issues, transient = err.ack, err.issues, err.transient
@@ -119,7 +139,9 @@ class InboundProcessor:
             log.exception("processing %s %s failed", header.type_event, header.control_id)
             code, transient = "AR", True
             issues = [Issue(ErrorCode.internal_error, f"internal error: {type(err).__name__}: {err}")]
-        ack = encode(build_ack(header, code, issues, text), header)  # type: ignore[arg-type]
+        staged = journal.committed  # the log row already committed with the handler's rows, if any
+        as_staged = staged is not None and code == "AA" and text == staged.text
+        ack = staged.ack if as_staged else encode(build_ack(header, code, issues, text), header)  # type: ignore
         result = msglog.Outcome(
             status={"AA": "processed", "AE": "error", "AR": "rejected"}[code], ack=ack,
             ack_code=response_code(code, header), summary=summary,  # type: ignore[arg-type]
@@ -129,8 +151,13 @@ class InboundProcessor:
         )
         row_id = f"unlogged-{uuid.uuid4()}"
         try:
-            row_id = await asyncio.to_thread(msglog.record, self.ctx.sessions, header, raw, str(peer),
-                                             received_at, result)
+            if as_staged:
+                row_id = staged.row_id
+            elif staged is not None:  # accepted in its transaction, failed after it (the loop did not start)
+                row_id = await asyncio.to_thread(msglog.amend, self.ctx.sessions, staged.row_id, result)
+            else:
+                row_id = await asyncio.to_thread(msglog.record, self.ctx.sessions, header, raw, str(peer),
+                                                 received_at, result)
         except Exception:  # noqa: BLE001 - the effect is durable; a resend re-processes safely
             log.exception("could not store %s and its ACK", header.control_id)
         self._audit(header, str(peer), result.status, result.ack_code, summary, [int(i.code) for i in issues], row_id)

@@ -4,7 +4,9 @@ Idempotency by (sender, MSH-10): `lookup` reads whether that message was already
 answered, before anything is done, and a resend gets the stored ACK back. The
 log row itself is written once, with the outcome, just before the ACK is sent
 (one write per message, not two: on SQLite every write waits its turn behind the
-worker's). A crash before that write leaves no row and sends no ACK, so the HIS
+worker's); an accepted new order's row goes into the order's own transaction
+instead (`stage`, through integrations.hl7.context.MessageJournal), amended only
+if the loop then fails to start. A crash before that write leaves no row and sends no ACK, so the HIS
 resends and the message is processed again, which is safe because every effect
 behind it is idempotent (placer number unique, workflow ID from the accession,
 cancel validated by the loop, demographics set to what was sent). Two identical
@@ -40,6 +42,7 @@ class Previous:
     row_id: str
     ack: bytes | None
     ack_code: str | None
+    summary: dict[str, Any] | None = None
 
 
 def dedup_key(header: MessageHeader) -> str:
@@ -74,7 +77,7 @@ def lookup(sessions: SessionFactory, header: MessageHeader) -> Previous | None:
     """The first receipt of this (sender, MSH-10), if it was answered for good."""
     with sessions() as s:
         first = s.exec(select(HL7Message).where(HL7Message.dedup_key == dedup_key(header))).first()
-        return Previous(first.id, clear_ack(first), first.ack_code) if first is not None else None
+        return Previous(first.id, clear_ack(first), first.ack_code, first.summary) if first is not None else None
 
 
 def record_duplicate(sessions: SessionFactory, header: MessageHeader, raw: bytes, peer: str,
@@ -111,21 +114,60 @@ def patient_columns(summary: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
     return {**summary, "patient_identifier": display}, columns
 
 
+def inbound_row(header: MessageHeader, raw: bytes, peer: str, received_at: datetime, out: Outcome,
+                key: str | None, duplicate_of: str | None) -> HL7Message:
+    """The log row of a processed message (status `duplicate` when it names the first receipt)."""
+    summary, patient = patient_columns(out.summary)
+    return HL7Message(
+        id=str(uuid.uuid4()), direction="inbound", dedup_key=key, duplicate_of=duplicate_of, raw=raw,
+        raw_size=len(raw), peer=peer, summary=summary, status=out.status if duplicate_of is None else "duplicate",
+        **patient, accession_number=summary.get("accession_number"),
+        placer_order_number=summary.get("placer_order_number"),
+        ack_raw=out.ack, ack_code=out.ack_code, application_ack_code=out.application_ack_code,
+        error=out.error, received_at=received_at, acked_at=utcnow(), processing_ms=out.processing_ms,
+        **header_fields(header),
+    )
+
+
+def stage(session: Session, header: MessageHeader, raw: bytes, peer: str, received_at: datetime,
+          out: Outcome) -> str:
+    """Add the row of a message accepted inside the caller's transaction (the caller commits): the
+    first receipt of its (sender, MSH-10) holds the dedup key, a later one (an identical message
+    that raced it and committed first) is stored as its duplicate."""
+    key = dedup_key(header)
+    first = session.exec(select(HL7Message.id).where(HL7Message.dedup_key == key)).first()
+    row = inbound_row(header, raw, peer, received_at, out, None if first else key, first)
+    session.add(row)
+    return row.id
+
+
+def amend(sessions: SessionFactory, row_id: str, out: Outcome) -> str:
+    """A staged row whose message failed after its transaction (the loop could not be started):
+    the row takes the outcome and ACK actually sent; a transient one gives up its dedup key, so the
+    resend is processed again."""
+    summary, patient = patient_columns(out.summary)
+    with sessions() as s:
+        row = s.get(HL7Message, row_id)
+        if row is None:  # pragma: no cover - staged rows are never deleted
+            raise LookupError(f"HL7 log row {row_id} is gone")
+        if row.duplicate_of is None:
+            row.status = out.status
+        if out.transient:
+            row.dedup_key = None
+        row.summary, row.patient_id = summary, patient["patient_id"]
+        row.ack_raw, row.ack_code, row.application_ack_code = out.ack, out.ack_code, out.application_ack_code
+        row.error, row.acked_at, row.processing_ms = out.error, utcnow(), out.processing_ms
+        s.add(row)
+        s.commit()
+    return row_id
+
+
 def record(sessions: SessionFactory, header: MessageHeader, raw: bytes, peer: str, received_at: datetime,
            out: Outcome) -> str:
     """Store a processed message with its ACK; the first of its (sender, MSH-10) holds the dedup key."""
-    summary, patient = patient_columns(out.summary)
 
     def row(key: str | None, duplicate_of: str | None) -> HL7Message:
-        return HL7Message(
-            id=str(uuid.uuid4()), direction="inbound", dedup_key=key, duplicate_of=duplicate_of, raw=raw,
-            raw_size=len(raw), peer=peer, summary=summary, status=out.status if duplicate_of is None else "duplicate",
-            **patient, accession_number=summary.get("accession_number"),
-            placer_order_number=summary.get("placer_order_number"),
-            ack_raw=out.ack, ack_code=out.ack_code, application_ack_code=out.application_ack_code,
-            error=out.error, received_at=received_at, acked_at=utcnow(), processing_ms=out.processing_ms,
-            **header_fields(header),
-        )
+        return inbound_row(header, raw, peer, received_at, out, key, duplicate_of)
 
     first = row(None if out.transient else dedup_key(header), None)
     with sessions() as s:

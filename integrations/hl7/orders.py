@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
 from sqlmodel import Session, select
+from temporalio.client import Client
 
 from core.db import get_engine
 from domain.enums import Role
@@ -53,10 +55,10 @@ from services import loop_commands
 from services.errors import Conflict, LoopError, NotFound
 from services.order_changes import change_order as change_loop_order
 from services.order_changes import ChangeRefused, order_changes
-from services.order_intake import ensure_loop_started, find_by_placer, record_order
+from services.order_intake import IdentifierRace, IntakeResult, ensure_loop_started, find_by_placer, record_order
 from services.procedure_catalogue import ProcedureRefused, check_procedure_with
 from services.procedure_steps import StepIn, record_steps, steps_by_accession
-from services.patient_registry import register
+from services.patient_registry import RegisteredMeanwhile, register_in
 
 PRIORITY = {"S": "stat", "A": "urgent", "P": "urgent", "T": "urgent", "C": "urgent", "R": "routine", "": "routine"}
 
@@ -200,6 +202,17 @@ async def center_modalities(sessions: SessionFactory) -> set[str]:
 _temporal = temporal_or_not_now
 
 
+def _registration(facts: PersonFacts, source: str) -> Callable[[Session], str]:
+    """The order's patient registered through the EMPI (link or create; demographics left to ADT),
+    as a step of the order's transaction (services.order_intake.record_order)."""
+    def register_patient(session: Session) -> str:
+        try:
+            return register_in(session, facts, source, update=False).patient_id
+        except RegisteredMeanwhile as err:  # the intake rolls back and starts over
+            raise IdentifierRace(str(err)) from err
+    return register_patient
+
+
 async def new_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, Any]) -> Outcome:
     facts = patient_facts(msg, msg.first("PID"))
     if not facts.identifiers:
@@ -237,31 +250,60 @@ async def new_order(msg: ParsedMessage, ctx: InboundContext, summary: dict[str, 
     except ProcedureRefused as err:
         raise procedure_reject(err, from_ipc) from None
     client = await _temporal(ctx)  # before writing, so "not now" leaves nothing half-created
-    if facts.complete:
-        # Through the EMPI first: concurrent orders for one new patient make one patient (the
-        # intake's own lookup would race), and the patient gets its matching keys and review pairs.
-        try:
-            await asyncio.to_thread(register, ctx.sessions, facts,
-                                    f"hl7:{msg.header.sending_application or 'HIS'}:{msg.header.control_id}", False)
-        except Conflict as err:
-            raise reject("AE", ErrorCode.duplicate_key, err.reason, Location("PID", 3)) from None
+    # Through the EMPI, in the order's own transaction: concurrent orders for one new patient make one
+    # patient (the intake's own lookup would race), and the patient gets its matching keys and review pairs.
+    source = f"hl7:{msg.header.sending_application or 'HIS'}:{msg.header.control_id}"
+
+    def with_log_row(session: Session, result: IntakeResult) -> None:
+        """The message's log row and ACK in the order's own commit (the AA still waits for the loop)."""
+        summary.update(accession_number=result.order.accession_number, patient_id=result.order.patient_id,
+                       workflow_id=result.order.workflow_id)
+        if steps:
+            summary["scheduled_steps"] = [st.step_id for st in steps]
+        if ctx.journal is not None:
+            ctx.journal.stage(session, _order_text(result), summary)
+
     try:
-        result = await asyncio.to_thread(record_order, ctx.sessions, order)
+        result = await asyncio.to_thread(record_order, ctx.sessions, order,
+                                         _registration(facts, source) if facts.complete else None, with_log_row)
+    except Conflict as err:
+        raise reject("AE", ErrorCode.duplicate_key, err.reason, Location("PID", 3)) from None
     except ProcedureRefused as err:  # the catalogue changed in between
         raise procedure_reject(err, from_ipc) from None
-    summary.update(accession_number=result.order.accession_number, patient_id=result.order.patient_id)
     if steps:  # before the loop starts, so its first worklist entry already offers every step
         await asyncio.to_thread(record_steps, ctx.sessions, result.order.accession_number, steps)
+    await start_loop(client, result.order, ctx)
+    return Outcome(text=_order_text(result))
+
+
+def _order_text(result: IntakeResult) -> str:
+    return f"order {'created' if result.created else 'already known'}: accession {result.order.accession_number}"
+
+
+async def start_loop(client: Client, order: ExamOrder, ctx: InboundContext) -> None:
+    """The order's loop, started or already running; AR "not now" when Temporal cannot say."""
     try:
-        workflow_id = await ensure_loop_started(client, result.order, task_queue=ctx.task_queue)
+        await ensure_loop_started(client, order, task_queue=ctx.task_queue)
     except Exception as err:  # noqa: BLE001 - the resend heals it (USE_EXISTING); say "not now"
         raise reject("AR", ErrorCode.internal_error, f"the loop could not be started now: {err}",
                      transient=True) from err
-    summary["workflow_id"] = workflow_id
-    if steps:
-        summary["scheduled_steps"] = [st.step_id for st in steps]
-    verb = "created" if result.created else "already known"
-    return Outcome(text=f"order {verb}: accession {result.order.accession_number}")
+
+
+def _accepted_order(sessions: SessionFactory, summary: dict[str, Any]) -> ExamOrder | None:
+    with sessions() as s:
+        return s.get(ExamOrder, summary["accession_number"])
+
+
+async def heal_replayed(summary: dict[str, Any] | None, ctx: InboundContext) -> None:
+    """Before a resent NW order gets its stored AA: the loop exists. The log row commits with the order,
+    before the loop is started, so a crash in between leaves an AA stored that was never sent; the
+    HIS resends, and this starts the loop (USE_EXISTING: a running loop is left alone). Raises
+    HL7Reject(AR, transient) when Temporal is not reachable."""
+    if not summary or summary.get("order_control") != "NW" or not summary.get("accession_number"):
+        return
+    order = await asyncio.to_thread(_accepted_order, ctx.sessions, summary)
+    if order is not None:
+        await start_loop(await _temporal(ctx), order, ctx)
 
 
 def _find_order_in(s: Session, placer_system: str, placer_number: str, filler: str) -> ExamOrder | None:
