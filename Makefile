@@ -10,7 +10,7 @@ run: setup
 	$(PY) -m core.launcher
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 3 --dist worksteal
 
 bench: setup
 	$(PY) -m bench

@@ -14,6 +14,7 @@ from temporalio.worker import Worker
 
 from activities.booking import book_exam_slot, release_exam_slot
 from activities.check_in import check_in_requirements, record_check_in
+from activities.daily_close import apply_dispositions, list_unfinished, local_day
 from activities.critical import (
     critical_ladder,
     critical_plan,
@@ -53,8 +54,10 @@ from security.startup import refuse_insecure_start
 from workflows.critical_value.workflow import CriticalValueWorkflow
 from workflows.exam_loop.workflow import ExamLoopWorkflow
 from workflows.export_approval.workflow import ExportApprovalWorkflow
+from workflows.daily_close.schedule import ensure_daily_close_schedule
+from workflows.daily_close.workflow import DailyCloseWorkflow
 
-WORKFLOWS = [ExamLoopWorkflow, CriticalValueWorkflow, ExportApprovalWorkflow]
+WORKFLOWS = [ExamLoopWorkflow, CriticalValueWorkflow, ExportApprovalWorkflow, DailyCloseWorkflow]
 ACTIVITIES = [
     record_event, run_order_qc, apply_order_fix, apply_order_change, set_order_step, advance_loop_step,
     book_earliest_slot, first_room_for, release_slot, write_worklist_entry, withdraw_worklist_entries,
@@ -67,6 +70,7 @@ ACTIVITIES = [
     critical_plan, suggest_critical_items,
     queue_report_message, queue_order_status, deliver_hl7,
     record_export_requested, record_export_decision, build_export, mark_export_ready, expire_export,
+    list_unfinished, apply_dispositions, local_day,
 ]
 
 
@@ -89,6 +93,7 @@ async def main() -> None:
     await asyncio.to_thread(refuse_insecure_start, "worker")  # production: no demo users, no dev keys
     client = await connect()
     worker = build_worker(client)
+    await ensure_daily_close_schedule(client)  # R6.3: the day's close starts on a Temporal Schedule
     logging.info("worker polling task queue %s", get_settings().temporal_task_queue)
     await worker.run()
 

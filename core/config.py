@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     queue_minutes_per_patient: float = Field(
         12, description="Exam time per patient for ETAs until today's call log measures it")
     timezone: str = "Asia/Shanghai"
+    daily_close_at: str = Field(
+        "20:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="Local time (HH:MM, centre's timezone) the daily-close schedule starts the day's close (R6.3)")
 
     # ---- DICOM listener (integrations/dicom; R4.2.2, R4.2.3, R4.3.2, R6.3) ----
     dicom_host: str = Field("127.0.0.1", description="Address the DICOM listener binds")
@@ -110,6 +113,9 @@ class Settings(BaseSettings):
     dicom_listener_processes: int = Field(
         1, description="Listener processes sharing the listening socket for parallel associations"
     )
+    dicom_handoff_seconds: float = Field(
+        0.05, ge=0, le=5,
+        description="How long a busier listener process leaves a waiting association to an idler sibling")
     dicom_archive_compression: str = Field(
         "none", description="Lossless archive copy of received studies: none | jpeg-ls | j2k"
     )

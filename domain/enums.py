@@ -81,6 +81,7 @@ class TaskType(StrEnum):
     export_approval = "export_approval"  # bulk export of personal data (R10.3.4)
     schedule_exam = "schedule_exam"  # no slot could be booked automatically (R5.3.4)
     order_change_review = "order_change_review"  # an order change (HL7 XO) after the exam started
+    daily_close = "daily_close"  # end of day: checked-in patients not finished need a disposition (R6.3)
 
 
 class ImageGrade(StrEnum):

@@ -206,6 +206,38 @@ class OrderChangeReviewForm(_Form):
     comment: str = Field(min_length=1, max_length=2000)
 
 
+class TicketDisposition(_Form):
+    """What became of one unfinished patient: examined after all (`finished`) or gone (`left`, why)."""
+
+    ticket_id: str = Field(min_length=1, max_length=64)
+    disposition: Literal["finished", "left"]
+    reason: str = Field("", max_length=500)
+
+    @model_validator(mode="after")
+    def _reason(self) -> "TicketDisposition":
+        if self.disposition == "left" and not self.reason:
+            raise ValueError("a reason is required for a patient marked left")
+        return self
+
+
+class DailyCloseForm(_Form):
+    """End of day (R6.3): one disposition per patient listed in the task's context; the workflow
+    refuses a completion that misses one."""
+
+    dispositions: list[TicketDisposition] = Field(
+        min_length=1, max_length=500,
+        # the form shows one row per ticket the task lists, keyed by ticket_id (web/forms.py "rows")
+        json_schema_extra={"x-rows-from": "tickets", "x-row-key": "ticket_id"})
+    comment: str = Field("", max_length=1000)
+
+    @model_validator(mode="after")
+    def _once(self) -> "DailyCloseForm":
+        ids = [d.ticket_id for d in self.dispositions]
+        if len(ids) != len(set(ids)):
+            raise ValueError("each ticket takes one disposition")
+        return self
+
+
 class TaskSpec(BaseModel):
     task_type: TaskType
     title: str
@@ -238,6 +270,7 @@ TASK_SPECS: dict[TaskType, TaskSpec] = {
         TaskSpec(task_type=TaskType.critical_phone_call, title="Phone the clinician: critical value", roles=[_R.radiologist, _R.senior_radiologist, _R.resident, _R.nurse], form=CriticalPhoneCallForm, due=timedelta(minutes=5)),
         TaskSpec(task_type=TaskType.schedule_exam, title="Book a time for the exam (no slot found)", roles=[_R.registrar, _R.nurse], form=ScheduleExamForm, due=timedelta(hours=4)),
         TaskSpec(task_type=TaskType.order_change_review, title="Order changed after the exam started", roles=[_R.radiologist, _R.senior_radiologist, _R.registrar], form=OrderChangeReviewForm, due=timedelta(hours=4)),
+        TaskSpec(task_type=TaskType.daily_close, title="Daily close: patients not finished", roles=[_R.registrar, _R.nurse], form=DailyCloseForm, due=timedelta(hours=12)),
         TaskSpec(task_type=TaskType.export_approval, title="Approve bulk data export", roles=[_R.manager], form=ExportApprovalForm, due=timedelta(days=3)),
     ]
 }

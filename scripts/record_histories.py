@@ -128,16 +128,59 @@ async def record(tag: str) -> None:
             await loop_commands.cancel(env.client, acc4, CancelRequest(actor=actor(Role.registrar), reason="not needed"))
             await closed_result(env.client, exam_loop_workflow_id(acc4))
             await closed_result(env.client, exam_loop_workflow_id(acc), timeout=60)
+            # 5. Daily close: two unfinished patients, a refused completion, then one disposition each.
+            close_id = await _daily_close(env.client, tq, d)
             OUT.mkdir(parents=True, exist_ok=True)
             for name, wid in [("exam_loop-full", exam_loop_workflow_id(acc)), ("critical_value-escalated", cv),
                               ("exam_loop-cancelled", exam_loop_workflow_id(acc2)),
-                              ("critical_value-verified", cv3), ("exam_loop-rescheduled", exam_loop_workflow_id(acc4))]:
+                              ("critical_value-verified", cv3), ("exam_loop-rescheduled", exam_loop_workflow_id(acc4)),
+                              ("daily_close-two", close_id)]:
                 history = await env.client.get_workflow_handle(wid).fetch_history()
                 path = OUT / f"{name}-{tag}.json"
                 # The workflow ID matters on replay (task IDs derive from it), so keep it.
                 path.write_text(json.dumps({"workflow_id": wid, "history": json.loads(history.to_json())}, indent=1))
                 print(f"wrote {path.relative_to(ROOT)} ({len(history.events)} events)")
         await env.shutdown()
+
+
+async def _daily_close(client, tq: str, d) -> str:
+    from sqlmodel import Session
+
+    from activities.daily_close import DAILY_CLOSE_WORKFLOW, DailyCloseInput, DailyCloseStatus, daily_close_workflow_id
+    from core.db import get_engine
+    from domain.enums import Role
+    from domain.queueing.policy import PatientTraits
+    from services import loop_commands, queueing
+    from services.errors import Invalid
+    from tests.support.loop_driver import actor
+    from domain.loop import TaskCompletion
+
+    with Session(get_engine()) as s:
+        queueing.define_queue(s, "q-record", "CT", ["REC1"])
+        s.commit()
+    queueing.join("R-1", "张三", "q-record", PatientTraits(age=40), "u-registrar")
+    queueing.join("R-2", "李四", "q-record", PatientTraits(age=40), "u-registrar")
+    queueing.call_next("REC1", "u-tech")
+    from zoneinfo import ZoneInfo
+
+    from core.config import get_settings
+
+    day = datetime.now(timezone.utc).astimezone(ZoneInfo(get_settings().timezone)).date()
+    wid = daily_close_workflow_id(day)
+    handle = await client.start_workflow(DAILY_CLOSE_WORKFLOW, DailyCloseInput(day=day), id=wid, task_queue=tq)
+    task = await d.wait_task(wid, "daily_close")
+    tickets = (await handle.query("status", result_type=DailyCloseStatus)).tickets  # demo data may add some
+    try:
+        await loop_commands.complete_task(client, wid, TaskCompletion(task_id=task, actor=actor(Role.registrar), data={
+            "dispositions": [{"ticket_id": tickets[0], "disposition": "finished"}]}))  # the others missing
+        raise AssertionError("a close missing a disposition was accepted")
+    except Invalid as refused:  # the validator's refusal leaves nothing in history
+        print(f"daily close: refused as expected ({refused})")
+    await loop_commands.complete_task(client, wid, TaskCompletion(task_id=task, actor=actor(Role.registrar), data={
+        "dispositions": [{"ticket_id": t, "disposition": "finished"} for t in tickets[:-1]]
+        + [{"ticket_id": tickets[-1], "disposition": "left", "reason": "went home"}]}))
+    await handle.result()
+    return wid
 
 
 if __name__ == "__main__":

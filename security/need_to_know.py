@@ -19,13 +19,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import and_, or_
+from sqlalchemy import ColumnElement, and_, func, or_, true
 from sqlmodel import Session, col, select
 
 from domain.enums import Role
 from domain.imaging_tables import ImagingStudy
 from domain.security_tables import AuditRecord
-from domain.tables import ExamOrder, NotificationAttempt, Patient, User
+from domain.tables import CriticalValue, ExamOrder, NotificationAttempt, Patient, User
 from security.audit import AuditEvent, iso
 
 BREAK_GLASS_TTL = timedelta(hours=4)
@@ -129,8 +129,30 @@ def critical_value_basis(db: Session, user: User, accession: str, critical_value
     basis = access_basis(db, user, accession, now)
     if basis is not None:
         return basis
-    paged = {f"user:{user.id}"} | ({f"department:{user.department_id}"} if user.department_id else set())
+    paged = _paged_as(user)
     hit = db.exec(select(NotificationAttempt.id).where(
         NotificationAttempt.critical_value_id == critical_value_id,
         col(NotificationAttempt.recipient).in_(paged)).limit(1)).first()
     return "notified" if hit is not None else None
+
+
+def _paged_as(user: User) -> set[str]:
+    return {f"user:{user.id}"} | ({f"department:{user.department_id}"} if user.department_id else set())
+
+
+def visible_critical_values(user: User, now: datetime) -> ColumnElement[bool]:
+    """`critical_value_basis` as one SQL condition, for lists that page in the database: the query
+    must outer-join ExamOrder on the accession. Agrees row for row with the per-row check (tested)."""
+    if user.role not in SCOPED_ROLES:
+        return true()
+    mine = [col(ExamOrder.accession_number).is_(None), ExamOrder.ordering_clinician_id == user.id]
+    if user.department_id:
+        mine.append(func.lower(ExamOrder.ordering_department) == user.department_id.casefold())
+    glass = select(AuditRecord.object_id).where(
+        AuditRecord.event_type == "break_glass", AuditRecord.user_id == user.id,
+        AuditRecord.object_type == "accession", AuditRecord.outcome == "success",
+        col(AuditRecord.occurred_at) >= iso(now - BREAK_GLASS_TTL), col(AuditRecord.occurred_at) <= iso(now))
+    paged = select(NotificationAttempt.critical_value_id).where(
+        col(NotificationAttempt.recipient).in_(sorted(_paged_as(user))),
+        col(NotificationAttempt.critical_value_id).is_not(None))
+    return or_(*mine, col(CriticalValue.accession_number).in_(glass), col(CriticalValue.id).in_(paged))

@@ -587,3 +587,44 @@ def unfinished(day: date) -> list[TicketOut]:
             QueueTicket.joined_at >= start, QueueTicket.joined_at < start + timedelta(days=1),
             col(QueueTicket.state).in_(["waiting", "called"])).order_by(QueueTicket.joined_at))
         return [_out(t) for t in rows]
+
+
+class CloseLine(TicketOut):
+    """An unfinished ticket as the daily-close task lists it: the name masked as on the displays."""
+
+    patient: str
+
+
+def unfinished_lines(day: date) -> list[CloseLine]:
+    """`unfinished(day)` with each patient's masked name, for the daily-close task (R6.3)."""
+    ids = [t.id for t in unfinished(day)]
+    with Session(get_engine()) as s:
+        rows = {t.id: t for t in s.exec(select(QueueTicket).where(col(QueueTicket.id).in_(ids)))}
+    return [CloseLine(**_out(rows[i]).model_dump(), patient=calling.mask_name(rows[i].patient_name))
+            for i in ids if i in rows]
+
+
+def close_for_day(ticket_id: str, disposition: str, reason: str, actor: str) -> bool:
+    """Daily close: finish or mark left one ticket, the reason kept in the call log; False when it
+    was already closed (a retried activity or a desk that got there first), so it never runs twice."""
+    left = disposition == "left"
+    for _ in range(ATTEMPTS):
+        with Session(get_engine(), expire_on_commit=False) as s:
+            row = s.get(QueueTicket, ticket_id)
+            if row is None:
+                raise NotFound(f"no queue ticket {ticket_id}")
+            if row.state in ("done", "left"):
+                return False
+            old = _item(row)
+            new, call = calling.finish(old, left=left)
+            if not _write(s, old, new):
+                continue  # a terminal moved it meanwhile: read again
+            for item in s.exec(select(QueueTicketItem).where(QueueTicketItem.ticket_id == ticket_id,
+                                                             QueueTicketItem.state == "waiting")):
+                item.state, item.live_accession = new.state, None
+                s.add(item)
+            call = calling.Call(call.mode, call.item_id, call.queue_id, call.room_id, f"daily close: {reason}".strip(": "))
+            _log(s, call, actor)
+            s.commit()
+            return True
+    raise Conflict("the ticket kept changing; try the daily close again")

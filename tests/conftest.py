@@ -51,15 +51,48 @@ def _pg_schema() -> Iterator[str]:
             reset_engine_cache()
 
 
-def _use_database(monkeypatch: pytest.MonkeyPatch, url: str, data_dir: Path) -> None:
+_SQLITE_TEMPLATES: dict[frozenset[tuple[str, str]], Path] = {}
+_PER_TEST_ENV = {"RADLOOP_DATABASE_URL", "RADLOOP_DATA_DIR", "RADLOOP_MODE"}
+
+
+def _sqlite_template(factory: pytest.TempPathFactory) -> Path:
+    """A migrated, demo-seeded SQLite file made once per session for the settings in force (the
+    seed seals numbers with the configured keys); each test gets a copy instead of ~1 s of migrations."""
+    key = frozenset((k, v) for k, v in os.environ.items() if k.startswith("RADLOOP_") and k not in _PER_TEST_ENV)
+    if key not in _SQLITE_TEMPLATES:
+        path = factory.mktemp("sqlite-template") / "radloop.db"
+        with pytest.MonkeyPatch.context() as mp:
+            _point_at(mp, f"sqlite:///{path}", path.parent)
+            upgrade_head(f"sqlite:///{path}")
+            with Session(get_engine()) as s:
+                seed_demo(s)
+                s.commit()
+            get_engine().dispose()
+        reset_engine_cache()
+        reset_settings_cache()
+        _SQLITE_TEMPLATES[key] = path
+    return _SQLITE_TEMPLATES[key]
+
+
+def _point_at(monkeypatch: pytest.MonkeyPatch, url: str, data_dir: Path) -> None:
     monkeypatch.setenv("RADLOOP_DATABASE_URL", url)
     monkeypatch.setenv("RADLOOP_DATA_DIR", str(data_dir))
     monkeypatch.delenv("RADLOOP_MODE", raising=False)
     reset_settings_cache()
     reset_engine_cache()
-    upgrade_head(url)
+
+
+def _use_database(monkeypatch: pytest.MonkeyPatch, url: str, data_dir: Path, template: Path | None = None) -> None:
+    if template is not None:  # SQLite: a copy of the session's migrated, seeded file
+        shutil.copyfile(template, url.removeprefix("sqlite:///"))
+        _point_at(monkeypatch, url, data_dir)
+    else:
+        _point_at(monkeypatch, url, data_dir)
+        upgrade_head(url)
+        with Session(get_engine()) as s:
+            seed_demo(s)
+            s.commit()
     with Session(get_engine()) as s:
-        seed_demo(s)
         # Start today's accession counter at a random point: tests sharing one Temporal
         # server must not reuse workflow IDs (accession-derived) from an earlier test.
         from datetime import datetime, timezone
@@ -69,11 +102,12 @@ def _use_database(monkeypatch: pytest.MonkeyPatch, url: str, data_dir: Path) -> 
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def database(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated, demo-seeded database that the app's settings point at."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'radloop.db'}"
-        _use_database(monkeypatch, url, tmp_path)
+        _use_database(monkeypatch, url, tmp_path, _sqlite_template(tmp_path_factory))
         yield url
     else:
         for url in _pg_schema():
@@ -85,10 +119,11 @@ def database(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest
 
 
 @pytest.fixture
-def sqlite_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def sqlite_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The same on SQLite only, for tests whose subject is not the database."""
     url = f"sqlite:///{tmp_path / 'radloop.db'}"
-    _use_database(monkeypatch, url, tmp_path)
+    _use_database(monkeypatch, url, tmp_path, _sqlite_template(tmp_path_factory))
     yield url
     get_engine().dispose()
     reset_engine_cache()

@@ -20,9 +20,7 @@ async def test_killed_worker_resumes_the_loop(dev_env, sqlite_database, task_que
     worker = start_worker(dev_env, task_queue)
     try:
         d = LoopDriver(dev_env.client, task_queue)
-        acc = (await d.place()).accession_number
-        await d.check_in(acc)
-        await d.wait_step(acc, "arrived")
+        acc = await d.arrived()
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
         # The technologist starts the exam while no worker is alive: the update waits.

@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.tasks import CloseTask, OpenTask, close_task, open_task
     from domain.enums import TaskType
-    from domain.loop import Actor, OpenTaskView, TaskCompletion
+    from domain.loop import Actor, OpenTaskView, TaskCompletion, TaskOutcome
     from domain.task_forms import task_spec
     from workflows.db_writes import run_db
 
@@ -98,3 +98,25 @@ class TaskBook:
 
     def views(self) -> list[OpenTaskView]:
         return [OpenTaskView(task_id=t, task_type=k.value, roles=task_spec(k).roles) for t, k in self.open.items()]
+
+
+class TaskCompletionUpdate:
+    """The `complete_task` update for a workflow that keeps its tasks in `self.tasks`.
+
+    The validator runs the book's checks (role, stale task, form), then `check_completion`, where
+    a workflow adds its own rules (four eyes, read-back, a disposition for every listed patient).
+    """
+
+    tasks: TaskBook
+
+    @workflow.update
+    def complete_task(self, c: TaskCompletion) -> TaskOutcome:
+        self.tasks.accept(c)
+        return TaskOutcome(task_id=c.task_id)
+
+    @complete_task.validator
+    def _validate_task(self, c: TaskCompletion) -> None:
+        self.check_completion(c, self.tasks.validate(c))
+
+    def check_completion(self, c: TaskCompletion, form: Any) -> None:
+        """Workflow-specific rules beyond the form; raise ApplicationError(type=Invalid|Forbidden|Conflict)."""

@@ -18,11 +18,17 @@ from dataclasses import asdict
 from datetime import date, datetime, timezone
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from api.deps import SessionDep, in_thread, require
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from activities.daily_close import DAILY_CLOSE_WORKFLOW, DailyCloseInput, daily_close_workflow_id
+from api.deps import SessionDep, TemporalConnectorDep, in_thread, require
+from api.errors import ErrorBody
+from core.config import get_settings
 from domain.queueing.policy import PatientTraits
 from domain.tables import User
 from security.permissions import Permission
@@ -176,6 +182,30 @@ async def board(room_id: str, _user: Viewer) -> BoardOut:
 async def daily_close(day: date, _user: Keeper) -> list[TicketOut]:
     """Patients of `day` neither finished nor marked left: each needs a person to close it."""
     return await in_thread(queueing.unfinished, day)
+
+
+class DailyCloseStarted(BaseModel):
+    day: date
+    workflow_id: str
+    started: bool = Field(description="False: this day's close had already been started")
+
+
+@router.post("/queues/daily-close/{day}", response_model=DailyCloseStarted, status_code=status.HTTP_201_CREATED,
+             responses={200: {"model": DailyCloseStarted, "description": "Already started for this day"},
+                        503: {"model": ErrorBody}})
+async def start_daily_close(day: date, _user: Keeper, response: Response,
+                            connector: TemporalConnectorDep) -> DailyCloseStarted:
+    """Start the day's close now (the schedule does it each evening): a registrars' task lists
+    whoever is not finished, and each needs a disposition. Once per day; a repeat answers 200."""
+    wid = daily_close_workflow_id(day)
+    try:
+        await (await connector.get()).start_workflow(
+            DAILY_CLOSE_WORKFLOW, DailyCloseInput(day=day, timezone=get_settings().timezone), id=wid,
+            task_queue=get_settings().temporal_task_queue, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+    except WorkflowAlreadyStartedError:
+        response.status_code = status.HTTP_200_OK
+        return DailyCloseStarted(day=day, workflow_id=wid, started=False)
+    return DailyCloseStarted(day=day, workflow_id=wid, started=True)
 
 
 async def board_events(rooms: list[str], poll_seconds: float, max_events: int | None) -> AsyncIterator[str]:

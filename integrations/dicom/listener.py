@@ -195,7 +195,7 @@ def serve(settings: Settings, sweeper: bool = True,
     tempfile.tempdir = str(ctx.store.incoming)  # spool next to the store, so storing is a rename
     ae, handlers = build_ae(ctx)
     host = settings.dicom_host  # RADLOOP_DICOM_HOST
-    server = _serve_with(ae, ctx, (host, settings.dicom_port), handlers, shared_port.server_for(listening))
+    server = _serve_with(ae, ctx, (host, settings.dicom_port), handlers, shared_port.server_for(listening, settings.dicom_handoff_seconds))
 
     def stop(*_: Any) -> None:
         # Once: a child gets SIGTERM from the launcher's process group and again from its parent,

@@ -7,8 +7,8 @@ idled. Now the first process opens the listening socket, the others inherit it
 (`Listening`), and every process publishes how many associations it is serving
 in a shared array (-1: not serving yet, or any more). When a connection is
 waiting, a process takes it only if no serving sibling serves fewer; otherwise it
-leaves it to them, for at most HANDOFF_SECONDS (a sibling that cannot take it in
-that time does not keep the peer waiting).
+leaves it to them, for at most HANDOFF_SECONDS (`RADLOOP_DICOM_HANDOFF_SECONDS`; a sibling
+that cannot take it in that time does not keep the peer waiting).
 """
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ class SharedPortServer(tls.GuardedServer):
 
     reuse_port = True  # only when binding alone (listening is None), as the listener always did
     listening: Listening | None = None  # set on a subclass (server_for); None: bind the port alone
+    handoff_seconds = HANDOFF_SECONDS
     _deferred = False
 
     def server_bind(self) -> None:
@@ -95,7 +96,7 @@ class SharedPortServer(tls.GuardedServer):
         self._deferred = False
         if listening is not None:
             self._publish()
-            deadline = time.monotonic() + HANDOFF_SECONDS
+            deadline = time.monotonic() + self.handoff_seconds
             while not listening.my_turn() and time.monotonic() < deadline:
                 time.sleep(0.001)
                 if not select.select([self.socket], [], [], 0)[0]:
@@ -112,6 +113,7 @@ class SharedPortServer(tls.GuardedServer):
         super().service_actions()
 
 
-def server_for(listening: Listening | None) -> type[SharedPortServer]:
+def server_for(listening: Listening | None, handoff_seconds: float = HANDOFF_SECONDS) -> type[SharedPortServer]:
     """The server class to hand pynetdicom, which constructs (and so binds) it itself."""
-    return type("BoundSharedPortServer", (SharedPortServer,), {"listening": listening})
+    return type("BoundSharedPortServer", (SharedPortServer,),
+                {"listening": listening, "handoff_seconds": handoff_seconds})

@@ -244,6 +244,60 @@ async def test_critical_values_follow_need_to_know_or_the_page(client, auth, ses
     assert sorted(r["accession_number"] for r in listed.json()) == sorted([MINE, OTHER])
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+async def test_the_critical_value_list_filters_in_the_database_row_for_row_and_pages(
+        client, auth, session, clock, make_order, users) -> None:
+    """The list's SQL condition agrees with the per-row need-to-know check on every kind of row
+    (department, ordering clinician, paged as a user or a department, a grant in force or expired,
+    no order), and pages stay full: no hidden row takes a place."""
+    from domain.tables import CriticalValue, NotificationAttempt
+    from security import need_to_know
+
+    orders = {"ED1": {}, "ED2": {"ordering_department": "ed"}, "OWN": {"ordering_department": "oncology",
+              "ordering_clinician_id": "u-clinician"}, "ONC1": {"ordering_department": "oncology"},
+              "ONC2": {"ordering_department": "oncology"}, "ONC3": {"ordering_department": "oncology"},
+              "GLASS": {"ordering_department": "oncology"}, "OLDGLASS": {"ordering_department": "oncology"},
+              "CARD": {"ordering_department": "cardiology"}}
+    for acc, kw in orders.items():
+        make_order(acc, placer_order_number=f"PO-{acc}", **kw)
+    base = clock.now()
+    for i, acc in enumerate([*orders, "NOORDER"]):
+        for n in (1, 2):
+            session.add(CriticalValue(id=f"cv-{acc}-{n}", accession_number=acc, finding="pneumothorax",
+                                      raised_by="u-radiologist", raised_at=base - timedelta(minutes=3 * i + n)))
+    for cv, recipient in [("cv-ONC1-1", "user:u-clinician"), ("cv-ONC2-2", "department:ED"),
+                          ("cv-ONC3-1", "user:u-other"), ("cv-CARD-1", "department:cardiology")]:
+        session.add(NotificationAttempt(id=f"n-{cv}", accession_number=cv.split("-")[1], critical_value_id=cv,
+                                        purpose="critical_value", recipient=recipient, channel="json://x",
+                                        delivered=True))
+    session.commit()
+    assert (await client.post("/api/v1/break-glass", json={"accession_number": "OLDGLASS", **REASON},
+                              headers=auth("clinician"))).status_code == 201
+    clock.advance(timedelta(hours=5))  # that grant has lapsed
+    assert (await client.post("/api/v1/break-glass", json={"accession_number": "GLASS", **REASON},
+                              headers=auth("clinician"))).status_code == 201
+
+    session.expire_all()
+    everything = session.exec(select(CriticalValue).order_by(col(CriticalValue.raised_at).desc())).all()
+    clinician = users["clinician"]
+    expected = [r.id for r in everything if need_to_know.critical_value_basis(
+        session, clinician, r.accession_number, r.id, clock.now()) is not None]
+    assert set(expected) == {f"cv-{a}-{n}" for a in ("ED1", "ED2", "OWN", "GLASS", "NOORDER") for n in (1, 2)} | {
+        "cv-ONC1-1", "cv-ONC2-2"}
+    paged: list[str] = []
+    for offset in range(0, 30, 4):
+        page = await client.get(f"/api/v1/critical-values?limit=4&offset={offset}", headers=auth("clinician"))
+        assert page.status_code == 200
+        rows = [r["id"] for r in page.json()]
+        assert len(rows) == min(4, max(0, len(expected) - offset))  # full pages until the end
+        paged += rows
+    assert paged == expected
+    staff = await client.get("/api/v1/critical-values?limit=500", headers=auth("radiologist"))
+    assert [r["id"] for r in staff.json()] == [r.id for r in everything]
+    too_many = await client.get("/api/v1/critical-values?limit=501", headers=auth("radiologist"))
+    assert too_many.status_code == 422
+
+
 async def test_a_clinicians_task_on_another_departments_patient_needs_to_know(client, auth, session) -> None:
     from domain.tables import HumanTask
 

@@ -98,6 +98,13 @@ class LoopDriver:
         return await loop_commands.complete_task(self.client, wid, TaskCompletion(task_id=task_id, actor=actor(role), data=data))
 
     # ---- the happy path, step by step ------------------------------------------------
+    async def arrived(self, **overrides: Any) -> str:
+        """A new order's loop with the patient checked in and waiting: its accession number."""
+        acc = (await self.place(**overrides)).accession_number
+        await self.check_in(acc)
+        await self.wait_step(acc, "arrived")
+        return acc
+
     async def check_in(self, acc: str) -> None:
         await self.complete(acc, "check_in", Role.registrar, {"identity_document_type": "id_card", "identity_verified": True})
 

@@ -16,7 +16,7 @@ def test_every_schema_renders_with_a_known_kind_for_each_field() -> None:
         schema = load_schema(path.stem)
         fields = forms.fields_of(schema, "zh-CN")
         assert [f.name for f in fields] == list(schema["properties"]), path
-        assert {f.kind for f in fields} <= {"text", "textarea", "select", "multi", "checkbox", "confirm", "number"}
+        assert {f.kind for f in fields} <= {"text", "textarea", "select", "multi", "checkbox", "confirm", "number", "rows"}
 
 
 def test_kinds_and_labels_from_the_perform_exam_and_check_in_schemas() -> None:
@@ -72,3 +72,45 @@ def test_choices_through_refs_and_arrays_of_choices_render_and_parse() -> None:
     assert data["signed"] == ["radiation_notice", "contrast_consent"]
     assert validate_form("check_in", data)[1] == []
     assert "signed" not in forms.parse(schema, FormData([("identity_verified", "on")]))  # none ticked: the default
+
+
+TICKETS = {"day": "2026-11-28", "tickets": [
+    {"ticket_id": "T1", "accession_number": "A2", "room_id": "CT1", "state": "called", "patient": "李*"},
+    {"ticket_id": "T2", "accession_number": "A3", "room_id": None, "state": "waiting", "patient": "王*五"}]}
+
+
+def test_daily_close_draws_one_row_per_listed_ticket_and_parses_back_in_order() -> None:
+    schema = load_schema("daily_close")
+    assert forms.row_sources(schema) == {"tickets"}
+    field = {f.name: f for f in forms.fields_of(schema, "en", context=TICKETS)}["dispositions"]
+    assert field.kind == "rows" and [r.key for r in field.rows] == ["T1", "T2"]
+    assert ("State", "Called") in field.rows[0].facts and ("Accession", "A3") in field.rows[1].facts
+    assert all(k != "Ticket" for k, _ in field.rows[0].facts)  # the key is sent back hidden, not shown
+    assert all(k != "Room" for k, _ in field.rows[1].facts)  # an empty fact is left out
+    assert [f.name for f in field.rows[1].inputs] == ["dispositions.1.disposition", "dispositions.1.reason"]
+    assert ("left", "Left without the exam") in field.rows[1].inputs[0].options
+
+    form = FormData([("dispositions.0.ticket_id", "T1"), ("dispositions.0.disposition", "finished"),
+                     ("dispositions.0.reason", ""), ("dispositions.1.ticket_id", "T2"),
+                     ("dispositions.1.disposition", "left"), ("dispositions.1.reason", "  went home ")])
+    data = forms.parse(schema, form)
+    assert data == {"dispositions": [{"ticket_id": "T1", "disposition": "finished"},
+                                     {"ticket_id": "T2", "disposition": "left", "reason": "went home"}]}
+    assert validate_form("daily_close", data)[1] == []
+
+
+def test_daily_close_reasons_land_on_their_row_and_the_chosen_values_stay() -> None:
+    schema = load_schema("daily_close")
+
+    def shown(*pairs: tuple[str, str]):
+        data = forms.parse(schema, FormData(list(pairs)))
+        placed = forms.place(validate_form("daily_close", data)[1], schema)
+        return {f.name: f for f in forms.fields_of(schema, "en", data, placed, context=TICKETS)}["dispositions"]
+
+    field = shown(("dispositions.0.ticket_id", "T1"), ("dispositions.0.disposition", "left"),
+                  ("dispositions.1.ticket_id", "T2"))
+    assert field.rows[1].inputs[0].errors and not field.rows[0].errors  # the missing choice, on its input
+    assert field.rows[0].inputs[0].value == "left" and field.errors == []
+    field = shown(("dispositions.0.ticket_id", "T1"), ("dispositions.0.disposition", "left"),
+                  ("dispositions.1.ticket_id", "T2"), ("dispositions.1.disposition", "finished"))
+    assert "reason is required" in field.rows[0].errors[0] and not field.rows[1].errors  # the row's own rule

@@ -195,3 +195,28 @@ async def test_the_elderly_flag_follows_the_published_care_policy(web) -> None:
         s.commit()
     after = (await web.get("/web/inbox")).text.split('data-task="exam-loop-A2')[1].split("</tr>")[0]
     assert "flag-elderly" not in after and "flag-mdro" in after
+
+
+async def test_the_critical_board_shows_a_clinician_only_what_they_need_to_know(web) -> None:
+    from domain.tables import CriticalValue
+
+    with Session(get_engine()) as s:
+        s.add(Patient(id="p-B1", name="钱七", sex="M", birth_date=date(1970, 1, 1)))
+        s.flush()
+        s.add(ExamOrder(accession_number="B1", workflow_id="exam-loop-B1", placer_system="HIS",
+                        placer_order_number="PO-B1", patient_id="p-B1", procedure_code="CT-CHEST",
+                        procedure_name="胸部CT平扫", modality="CT", body_part="CHEST", priority="stat",
+                        ordering_clinician_id="u-someone", ordering_clinician_name="周医生",
+                        ordering_department="oncology"))
+        for acc in ("A1", "B1"):
+            s.add(CriticalValue(id=f"c-{acc}", accession_number=acc, finding="张力性气胸",
+                                raised_by="u-radiologist", raised_at=NOW, state="notifying"))
+        s.commit()
+    await log_in(web, Role.clinician)
+    for path in ("/web/critical", "/web/critical/live"):
+        board = (await web.get(path)).text
+        assert 'data-cv="c-A1"' in board and 'data-cv="c-B1"' not in board, path
+    web.cookies.clear()
+    await log_in(web, Role.radiologist)
+    board = (await web.get("/web/critical")).text
+    assert 'data-cv="c-A1"' in board and 'data-cv="c-B1"' in board

@@ -20,7 +20,7 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 def test_there_are_recorded_histories() -> None:
     names = {p.name.rsplit("-", 1)[0] for p in HISTORIES}
-    assert {"exam_loop-full", "exam_loop-cancelled", "critical_value-escalated"} <= names
+    assert {"exam_loop-full", "exam_loop-cancelled", "critical_value-escalated", "daily_close-two"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

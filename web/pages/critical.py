@@ -15,11 +15,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import col, select
 
-from api.deps import TemporalConnectorDep, in_thread, require
+from api.deps import TemporalConnectorDep, get_clock, in_thread, require
 from api.errors import STATUS_BY_ERROR
 from api.routes import critical_values as cv_api
 from core.db import session_scope
-from domain.tables import CriticalValue, NotificationAttempt, User
+from domain.tables import CriticalValue, ExamOrder, NotificationAttempt, User
+from security import need_to_know
 from security.permissions import Permission, allows
 from services.errors import LoopError
 from web.csrf import require_csrf
@@ -40,11 +41,16 @@ class BoardRow:
     overdue: bool
 
 
-def open_values(now: datetime | None = None) -> list[BoardRow]:
-    """Open critical values, oldest first (the longest waiting on top), with the latest attempt."""
+def open_values(user: User, now: datetime | None = None) -> list[BoardRow]:
+    """Open critical values, oldest first (the longest waiting on top), with the latest attempt.
+    A clinician's board holds those they need to know: their patients', and any they were paged for."""
     now = now or datetime.now(timezone.utc)
     with session_scope() as s:
-        values = s.exec(select(CriticalValue).where(col(CriticalValue.state).in_(OPEN_STATES))
+        values = s.exec(select(CriticalValue)
+                        .join(ExamOrder, col(ExamOrder.accession_number) == CriticalValue.accession_number,
+                              isouter=True)
+                        .where(col(CriticalValue.state).in_(OPEN_STATES),
+                               need_to_know.visible_critical_values(user, now))
                         .order_by(col(CriticalValue.raised_at))).all()
         rows = []
         for v in values:
@@ -62,14 +68,14 @@ def _board_context(user: User) -> dict:
 
 @router.get("/critical")
 async def board(user: Reader, request: Request, acked: bool = False) -> Response:
-    rows = await in_thread(open_values)
+    rows = await in_thread(open_values, user, get_clock(request).now())
     return page(request, "critical.html", rows=rows, acked=acked, errors={}, **_board_context(user))
 
 
 @router.get("/critical/live", response_class=HTMLResponse)
 async def board_rows(user: Reader, request: Request) -> HTMLResponse:
     """The board's rows alone, for the page's live refresh."""
-    rows = await in_thread(open_values)
+    rows = await in_thread(open_values, user, get_clock(request).now())
     return HTMLResponse(fragment("critical_rows.html", request, rows=rows, errors={}, **_board_context(user)),
                         headers={"Cache-Control": "no-store"})
 
@@ -83,7 +89,7 @@ async def acknowledge(cv_id: str, user: Clinician, request: Request, connector: 
     except (ValidationError, LoopError) as err:
         reason = err.reason if isinstance(err, LoopError) else "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors(include_input=False))
-        rows = await in_thread(open_values)
+        rows = await in_thread(open_values, user, get_clock(request).now())
         code = 422 if isinstance(err, ValidationError) else next(
             (c for t, c in STATUS_BY_ERROR.items() if isinstance(err, t)), 409)
         # what was typed stays in the row, so a refused read-back is corrected, not retyped

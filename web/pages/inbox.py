@@ -66,7 +66,7 @@ def _render_task(request: Request, user: User, task_id: str, task: HumanTask, or
     lang = i18n.language_of(request)
     schema = load_schema(task.task_type)
     placed = forms.place(errors or [], schema)
-    fields = forms.fields_of(schema, lang, values, placed)
+    fields = forms.fields_of(schema, lang, values, placed, context=task.context)
     from datetime import date
 
     age = age_on(patient.birth_date, date.today()) if patient else None
@@ -74,6 +74,7 @@ def _render_task(request: Request, user: User, task_id: str, task: HumanTask, or
                 notices=signature_notices(task, lang),
                 flags=special_flags(order, age, elderly_age_now()), fields=fields, form_errors=forms.form_errors(fields, placed, lang),
                 may_work=allows(user.role, Permission.task_work) and task.state in task_api.LIVE_STATES,
+                row_sources=forms.row_sources(schema),
                 status_code=status_code, booleans=forms.BOOLEANS)
 
 

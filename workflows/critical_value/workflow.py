@@ -17,6 +17,8 @@ Versioning: inputs from before the dictionary have `response_seconds=None` and
 """
 from __future__ import annotations
 
+from typing import Any
+
 import asyncio
 from datetime import timedelta
 
@@ -42,9 +44,8 @@ with workflow.unsafe.imports_passed_through():
         CriticalValueInput,
         EscalationLevel,
         TaskCompletion,
-        TaskOutcome,
     )
-    from workflows.human_tasks import TaskBook
+    from workflows.human_tasks import TaskBook, TaskCompletionUpdate
     from workflows.db_writes import run_db
     from workflows.options import NOTIFY_ACTIVITY
 
@@ -65,7 +66,7 @@ BACKFILL_ACTIVITY = dict(
 
 
 @workflow.defn(name=CRITICAL_VALUE_WORKFLOW)
-class CriticalValueWorkflow:
+class CriticalValueWorkflow(TaskCompletionUpdate):
     @workflow.init
     def __init__(self, inp: CriticalValueInput) -> None:
         self.inp = inp
@@ -295,14 +296,7 @@ class CriticalValueWorkflow:
             raise ApplicationError(f"read-back must name the finding ({self.finding})", type="Invalid")
 
     # ---- tasks: verification, phone call, clinical response ------------------------------
-    @workflow.update
-    def complete_task(self, c: TaskCompletion) -> TaskOutcome:
-        self.tasks.accept(c)
-        return TaskOutcome(task_id=c.task_id)
-
-    @complete_task.validator
-    def _validate_task(self, c: TaskCompletion) -> None:
-        form = self.tasks.validate(c)
+    def check_completion(self, c: TaskCompletion, form: Any) -> None:
         task_type = self.tasks.open[c.task_id]
         if task_type == TaskType.critical_phone_call and not read_back_names_finding(self.finding, form.read_back):
             raise ApplicationError(f"read-back must name the finding ({self.finding})", type="Invalid")

@@ -14,6 +14,8 @@ Every step leaves an audit record (EventID 110106).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import asyncio
 from datetime import timedelta
 
@@ -35,8 +37,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.enums import Priority, TaskType
     from domain.exports import EXPORT_APPROVAL_WORKFLOW, ExportInput, ExportResult, ExportState, ExportStatus
-    from domain.loop import TaskCompletion, TaskOutcome
-    from workflows.human_tasks import TaskBook
+    from domain.loop import TaskCompletion
+    from workflows.human_tasks import TaskBook, TaskCompletionUpdate
     from workflows.options import DB_ACTIVITY
 
 BUILD_ACTIVITY = dict(
@@ -47,7 +49,7 @@ BUILD_ACTIVITY = dict(
 
 
 @workflow.defn(name=EXPORT_APPROVAL_WORKFLOW)
-class ExportApprovalWorkflow:
+class ExportApprovalWorkflow(TaskCompletionUpdate):
     @workflow.init
     def __init__(self, inp: ExportInput) -> None:
         self.inp = inp
@@ -108,16 +110,9 @@ class ExportApprovalWorkflow:
         return ExportResult(export_id=self.inp.export_id, state=state, approver_id=self.approver_id)
 
     # ---- the decision ----------------------------------------------------------------------
-    @workflow.update
-    def complete_task(self, c: TaskCompletion) -> TaskOutcome:
-        self.tasks.accept(c)
-        return TaskOutcome(task_id=c.task_id)
-
-    @complete_task.validator
-    def _validate_task(self, c: TaskCompletion) -> None:
+    def check_completion(self, c: TaskCompletion, form: Any) -> None:
         if c.actor.user_id == self.inp.requested_by.user_id:
             raise ApplicationError("an export is approved by someone other than its requester", type="Forbidden")
-        self.tasks.validate(c)
 
     @workflow.query
     def status(self) -> ExportStatus:

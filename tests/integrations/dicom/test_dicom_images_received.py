@@ -33,9 +33,7 @@ def _received(acc: str) -> list[DomainEvent]:
 async def test_images_received_by_mpps_references_and_by_stability(ts_env, sqlite_database, task_queue, tmp_path: Path) -> None:
     async with build_worker(ts_env.client, task_queue), running_listener(ts_env.client) as lsn:
         d = LoopDriver(ts_env.client, task_queue)
-        acc = (await d.place()).accession_number
-        await d.check_in(acc)
-        await d.wait_step(acc, "arrived")
+        acc = await d.arrived()
         study, pid = _study(acc)
         series = generate_uid()
         images = [make_image(tmp_path / f"i{i}.dcm", study_uid=study, series_uid=series, patient_id=pid, accession=acc,
@@ -105,9 +103,7 @@ async def test_announcement_is_retried_until_temporal_answers(ts_env, sqlite_dat
 
     async with build_worker(ts_env.client, task_queue):
         d = LoopDriver(ts_env.client, task_queue)
-        acc = (await d.place()).accession_number
-        await d.check_in(acc)
-        await d.wait_step(acc, "arrived")
+        acc = await d.arrived()
         announcer = Announcer(LoopBridge(connect_second_time, asyncio.get_running_loop()))
         announcer.announce([Received(study_instance_uid=generate_uid(), accession=acc, num_series=1, num_instances=4,
                                      how="stable", calling_ae="CT2")])

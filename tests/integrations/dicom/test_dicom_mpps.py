@@ -65,9 +65,7 @@ async def test_mpps_discontinued_returns_the_patient_and_unknown_accession_is_re
         ts_env, sqlite_database, task_queue) -> None:
     async with build_worker(ts_env.client, task_queue), running_listener(ts_env.client) as lsn:
         d = LoopDriver(ts_env.client, task_queue)
-        acc = (await d.place()).accession_number
-        await d.check_in(acc)
-        await d.wait_step(acc, "arrived")
+        acc = await d.arrived()
 
         async def send(op: str, uid: str, ds: Dataset):
             return await asyncio.to_thread(mpps_send, lsn.port, "CT2", op, uid, ds)

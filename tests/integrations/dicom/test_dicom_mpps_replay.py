@@ -52,9 +52,7 @@ async def test_linking_an_unmatched_mpps_replays_started_and_completed_once(ts_e
 
     async with build_worker(ts_env.client, task_queue), running_listener(ts_env.client) as lsn:
         d = LoopDriver(ts_env.client, task_queue)
-        acc = (await d.place()).accession_number
-        await d.check_in(acc)
-        await d.wait_step(acc, "arrived")
+        acc = await d.arrived()
 
         async def send(op: str, uid: str, ds: Dataset):
             return await asyncio.to_thread(mpps_send, lsn.port, "CT1", op, uid, ds)

@@ -20,9 +20,7 @@ from worker import build_worker
 
 
 async def _in_exam(d: LoopDriver) -> str:
-    acc = (await d.place()).accession_number
-    await d.check_in(acc)
-    await d.wait_step(acc, "arrived")
+    acc = await d.arrived()
     from domain.loop import ExamEvent
     await loop_commands.record_exam_event(d.client, acc, ExamEvent(kind="started", actor=actor(Role.technologist)))
     await d.wait_step(acc, "in_exam")

@@ -77,9 +77,7 @@ async def test_exam_events_follow_the_exam_state_machine(ts_env, sqlite_database
 async def test_cancel_before_exam_runs_the_saga(ts_env, sqlite_database, task_queue, notify_sink) -> None:
     async with build_worker(ts_env.client, task_queue):
         d = LoopDriver(ts_env.client, task_queue)
-        acc = (await d.place()).accession_number
-        await d.check_in(acc)
-        await d.wait_step(acc, "arrived")
+        acc = await d.arrived()
         with pytest.raises(Forbidden):
             await loop_commands.cancel(ts_env.client, acc, CancelRequest(actor=actor(Role.technologist), reason="x"))
         await loop_commands.cancel(ts_env.client, acc, CancelRequest(actor=actor(Role.clinician), reason="patient deteriorated"))
