@@ -10,11 +10,16 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
 from core.config import get_settings
+from core.sqlite_gate import connect_args, queue_writers
+
+
+SQLITE_BUSY_SECONDS = 30
 
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args=connect_args(SQLITE_BUSY_SECONDS))
+        queue_writers(engine, timeout=SQLITE_BUSY_SECONDS)  # this process's writers queue, not poll
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - driver hook

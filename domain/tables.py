@@ -21,7 +21,7 @@ class Patient(SQLModel, table=True):
     id: str = Field(primary_key=True, description="RadLoop patient ID (UUID4), R5.1.2")
     name: str
     sex: str
-    birth_date: date
+    birth_date: date = Field(index=True, description="Indexed: the EMPI blocks candidate matches on it")
     created_at: datetime = Field(default_factory=utcnow)
     # EMPI (HL7 issue): matching facts and demographic updates (ADT A08).
     phone: str | None = Field(default=None, description="Display form only (138****5678): number in phone_enc")

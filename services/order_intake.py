@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from temporalio.client import Client
@@ -86,13 +88,15 @@ def match_or_create_patient(session: Session, order: OrderIn) -> Patient:
 def next_accession_number(session: Session, now: datetime | None = None) -> str:
     """`A` + yyyymmdd + 5-digit daily counter, e.g. A2026112700042."""
     day = (now or datetime.now(timezone.utc)).strftime("%Y%m%d")
-    counter = session.get(AccessionCounter, day, with_for_update=True)
-    if counter is None:
-        counter = AccessionCounter(day=day, last=0)
-        session.add(counter)
-    counter.last += 1
-    session.flush()
-    return f"A{day}{counter.last:05d}"
+    session.flush()  # the transaction's own pending rows first, as the ORM would before a query
+    table = AccessionCounter.__table__
+    upsert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    # One statement that takes the row lock (PostgreSQL) or the write lock (SQLite) and counts: a
+    # read-then-write would let concurrent intakes read the same number and all but one retry.
+    last = session.execute(upsert(table).values(day=day, last=1)
+                           .on_conflict_do_update(index_elements=[table.c.day], set_={"last": table.c.last + 1})
+                           .returning(table.c.last)).scalar_one()
+    return f"A{day}{last:05d}"
 
 
 def find_by_placer(session: Session, placer_system: str, placer_order_number: str) -> ExamOrder | None:

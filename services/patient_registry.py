@@ -106,13 +106,13 @@ def _apply(patient: Patient, facts: PersonFacts) -> dict[str, tuple[Any, Any]]:
     return changed
 
 
-def _candidates(session: Session, patient: Patient) -> list[Patient]:
-    """People sharing a blocking key (pinyin name, birth date, phone by its blind index)."""
+def _candidates(session: Session, patient: Patient, phone_key: str | None) -> list[Patient]:
+    """People sharing a blocking key (pinyin name, birth date, phone by its blind index); each key is indexed."""
     keys = [Patient.birth_date == patient.birth_date]
     if patient.name_key:
         keys.append(Patient.name_key == patient.name_key)
-    if patient.phone_bidx is not None:
-        keys.append(Patient.phone_bidx == patient.phone_bidx)
+    if phone_key is not None:
+        keys.append(Patient.phone_bidx == phone_key)
     return list(session.exec(
         select(Patient).where(Patient.id != patient.id, col(Patient.merged_into).is_(None), or_(*keys))
         .limit(CANDIDATE_LIMIT)).all())
@@ -125,9 +125,13 @@ def _keyed(facts: PersonFacts) -> PersonFacts:
         "identifier_keys": [(i.system, identifier_index(i.system, i.value)) for i in facts.identifiers]})
 
 
-def _open_reviews(session: Session, patient: Patient, facts: PersonFacts, source: str) -> list[tuple[str, float]]:
-    """Score the people who share a blocking key; queue the likeliest few for a registrar."""
-    candidates = _candidates(session, patient)
+def _likely_same(session: Session, patient: Patient, facts: PersonFacts) -> list[tuple[float, str, Any]]:
+    """Score the people who share a blocking key; the likeliest few, best first.
+
+    Reads only: a new patient is scored before its first write, so on SQLite the write lock is
+    not held while people are compared."""
+    facts = _keyed(facts)
+    candidates = _candidates(session, patient, facts.phone_key or None)
     if not candidates:
         return []
     keys: dict[str, list[tuple[str, str]]] = {}
@@ -135,7 +139,6 @@ def _open_reviews(session: Session, patient: Patient, facts: PersonFacts, source
             col(PatientIdentifier.patient_id).in_([c.id for c in candidates]))).all():
         if row.value_bidx:
             keys.setdefault(row.patient_id, []).append((row.system, row.value_bidx))
-    facts = _keyed(facts)
     scored = []
     for other in candidates:
         result = score(facts, PersonFacts(identifier_keys=keys.get(other.id, []), name=other.name,
@@ -144,16 +147,17 @@ def _open_reviews(session: Session, patient: Patient, facts: PersonFacts, source
         if result.review:
             scored.append((result.score, other.id, result))
     scored.sort(key=lambda t: -t[0])
-    found = []
-    for value, other_id, result in scored[:REVIEWS_PER_REGISTRATION]:
+    return scored[:REVIEWS_PER_REGISTRATION]
+
+
+def _open_reviews(session: Session, patient: Patient, likely: list[tuple[float, str, Any]],
+                  source: str) -> list[tuple[str, float]]:
+    """Queue a new patient's likely namesakes for a registrar (a new ID has no review yet)."""
+    for value, other_id, result in likely:
         a, b = sorted((patient.id, other_id))
-        exists = session.exec(select(PatientMatchReview).where(
-            PatientMatchReview.patient_a == a, PatientMatchReview.patient_b == b)).first()
-        if exists is None:
-            session.add(PatientMatchReview(id=str(uuid.uuid4()), patient_a=a, patient_b=b, score=value,
-                                           reasons=result.reasons, source=source))
-        found.append((other_id, value))
-    return found
+        session.add(PatientMatchReview(id=str(uuid.uuid4()), patient_a=a, patient_b=b, score=value,
+                                       reasons=result.reasons, source=source))
+    return [(other_id, value) for value, other_id, _result in likely]
 
 
 def _tell_open_loops(session: Session, patient_id: str, changed: dict[str, tuple[Any, Any]], source: str) -> list[str]:
@@ -213,6 +217,7 @@ def register_in(session: Session, facts: PersonFacts, source: str, update: bool 
     assert facts.birth_date is not None
     patient = Patient(id=str(uuid.uuid4()), name=facts.name, sex=facts.sex, birth_date=facts.birth_date,
                       phone=facts.phone or None, name_key=name_key(facts.name))
+    likely = _likely_same(session, patient, facts)
     session.add(patient)
     session.flush()
     try:
@@ -220,7 +225,7 @@ def register_in(session: Session, facts: PersonFacts, source: str, update: bool 
     except Conflict as err:
         raise RegisteredMeanwhile(str(err)) from err
     session.flush()
-    reviews = _open_reviews(session, patient, facts, source)
+    reviews = _open_reviews(session, patient, likely, source)
     return Registration(patient.id, created=True, reviews=reviews)
 
 

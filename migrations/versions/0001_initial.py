@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 01:22:10.819262
+Create Date: 2026-11-28 12:50:37.566707
 """
 from typing import Sequence, Union
 
@@ -484,6 +484,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('patient', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_patient_birth_date'), ['birth_date'], unique=False)
         batch_op.create_index(batch_op.f('ix_patient_merged_into'), ['merged_into'], unique=False)
         batch_op.create_index(batch_op.f('ix_patient_name_key'), ['name_key'], unique=False)
         batch_op.create_index(batch_op.f('ix_patient_phone_bidx'), ['phone_bidx'], unique=False)
@@ -1182,6 +1183,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_patient_phone_bidx'))
         batch_op.drop_index(batch_op.f('ix_patient_name_key'))
         batch_op.drop_index(batch_op.f('ix_patient_merged_into'))
+        batch_op.drop_index(batch_op.f('ix_patient_birth_date'))
 
     op.drop_table('patient')
     with op.batch_alter_table('notification_attempt', schema=None) as batch_op:
