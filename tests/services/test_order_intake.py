@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 from sqlmodel import Session, func, select
@@ -10,7 +11,7 @@ from core.db import get_engine
 from domain.orders import OrderIn
 from domain.tables import ExamOrder, Patient, PatientIdentifier
 from domain.empi import PersonFacts
-from services.order_intake import IdentifierRace, record_order
+from services.order_intake import IdentifierRace, IntakeResult, record_order
 from services.patient_registry import RegisteredMeanwhile, register_in
 from tests.support.loop_driver import order_payload
 
@@ -19,17 +20,18 @@ def _session() -> Session:
     return Session(get_engine(), expire_on_commit=False)
 
 
-def test_concurrent_orders_for_one_new_patient_make_one_patient(database) -> None:
-    patient = order_payload()["patient"]
-    orders = [OrderIn.model_validate(order_payload(patient=patient)) for _ in range(6)]
+def _record_at_once(orders: list[OrderIn], record: Callable[[OrderIn], IntakeResult]
+                    ) -> tuple[list[IntakeResult], list[Exception]]:
+    """Each order recorded by its own thread, all released together: what succeeded, what raised."""
     barrier = threading.Barrier(len(orders))
-    results, errors = [], []
+    results: list[IntakeResult] = []
+    errors: list[Exception] = []
 
     def place(o: OrderIn) -> None:
         barrier.wait()
         try:
-            results.append(record_order(_session, o))
-        except Exception as err:  # noqa: BLE001 - collected and asserted below
+            results.append(record(o))
+        except Exception as err:  # noqa: BLE001 - collected and asserted by the caller
             errors.append(err)
 
     threads = [threading.Thread(target=place, args=(o,)) for o in orders]
@@ -37,6 +39,13 @@ def test_concurrent_orders_for_one_new_patient_make_one_patient(database) -> Non
         t.start()
     for t in threads:
         t.join()
+    return results, errors
+
+
+def test_concurrent_orders_for_one_new_patient_make_one_patient(database) -> None:
+    patient = order_payload()["patient"]
+    orders = [OrderIn.model_validate(order_payload(patient=patient)) for _ in range(6)]
+    results, errors = _record_at_once(orders, lambda o: record_order(_session, o))
     assert errors == []
     with Session(get_engine()) as s:
         assert s.exec(select(func.count()).select_from(Patient)).one() == 1
@@ -63,21 +72,7 @@ def _facts(order: OrderIn) -> PersonFacts:
 def test_concurrent_orders_registering_through_the_empi_in_their_own_transaction_make_one_patient(database) -> None:
     patient = order_payload()["patient"]
     orders = [OrderIn.model_validate(order_payload(patient=patient)) for _ in range(6)]
-    barrier = threading.Barrier(len(orders))
-    results, errors = [], []
-
-    def place(o: OrderIn) -> None:
-        barrier.wait()
-        try:
-            results.append(record_order(_session, o, _empi_step(_facts(o))))
-        except Exception as err:  # noqa: BLE001 - collected and asserted below
-            errors.append(err)
-
-    threads = [threading.Thread(target=place, args=(o,)) for o in orders]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, errors = _record_at_once(orders, lambda o: record_order(_session, o, _empi_step(_facts(o))))
     assert errors == []
     with Session(get_engine()) as s:
         assert s.exec(select(func.count()).select_from(Patient)).one() == 1
