@@ -48,6 +48,7 @@ from activities.scheduling import (
     write_worklist_entry,
 )
 from activities.tasks import cancel_open_tasks, close_task, open_task
+from core.bytecode import ensure_workflow_bytecode
 from core.config import get_settings
 from core.temporal import connect
 from security.startup import refuse_insecure_start
@@ -78,6 +79,7 @@ def build_worker(
     client: Client, task_queue: str | None = None, executor: concurrent.futures.Executor | None = None
 ) -> Worker:
     """The one place that lists what a RadLoop worker runs (tests use it too)."""
+    ensure_workflow_bytecode()  # the sandbox re-imports workflow modules for every run
     return Worker(
         client,
         task_queue=task_queue or get_settings().temporal_task_queue,

@@ -1,10 +1,12 @@
 """HL7 orders: MLLP receipt -> durable AA, against the same order placed over REST, in one run.
 
-One embedded dev server (SQLite file, like `make run`) and one RadLoop worker in this
-process; the API (uvicorn, uvloop + httptools, as the launcher starts it) and the MLLP
-listener (`python -m integrations.hl7.listener`) each in a process of their own on a
-free port, as in production (`--in-process` puts both in this process instead, sharing
-one Temporal client and one GIL with the worker). Each order is new (own placer number
+One embedded dev server (SQLite file, like `make run`); the RadLoop worker (`worker.py`),
+the API (uvicorn, uvloop + httptools) and the MLLP listener (`python -m
+integrations.hl7.listener`) each in a process of their own, as the launcher starts them,
+so the sender here, like a HIS, shares no interpreter with the center (`--in-process`
+puts the worker, API and listener in this process instead, sharing one Temporal client
+and one GIL with the sender: a stalled GIL then shows as AA latency that no HIS would
+see). Each order is new (own placer number
 and patient); an order counts when its AA (MLLP) or 201 (REST) is back, i.e. when its
 rows are committed and its loop exists. Phases:
 
@@ -44,7 +46,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -81,13 +83,24 @@ def person(n: str) -> tuple[str, str, str, date]:
     return SURNAMES[h % len(SURNAMES)], GIVEN[(h // 31) % len(GIVEN)], "MF"[(h // 7) % 2], born
 
 
+# An outpatient mix over four modalities (code, name, modality, body part as in domain/procedures.py):
+# all of one code would fill its rooms' 14-day booking window within one run.
+PROCEDURES = [("CT-CHEST", "胸部CT平扫", "CT", "CHEST"), ("DX-CHEST", "胸部正位片", "DX", "CHEST"),
+              ("US-ABD", "腹部超声", "US", "ABDOMEN"), ("MR-HEAD", "头颅MR平扫", "MR", "HEAD")]
+
+
+def procedure(n: str) -> tuple[str, str, str, str]:
+    return PROCEDURES[int(hashlib.sha256(b"p" + n.encode()).hexdigest(), 16) % len(PROCEDURES)]
+
+
 def rest_body(n: str) -> dict[str, Any]:
     family, given, sex, born = person(n)
+    code, name, modality, body_part = procedure(n)
     return {
         "placer_order_number": f"R{n}", "placer_system": "HIS",
         "patient": {"identifiers": [{"system": "MRN", "value": f"MR{n}"}], "name": family + given, "sex": sex,
                     "birth_date": born.isoformat()},
-        "procedure": {"code": "CT-CHEST", "name": "胸部CT平扫", "modality": "CT", "body_part": "CHEST"},
+        "procedure": {"code": code, "name": name, "modality": modality, "body_part": body_part},
         "priority": "routine",
         "ordering": {"clinician_id": "D001", "clinician_name": "孙医生", "department": "呼吸内科"},
         "clinical": {"history": "咳嗽两周", "diagnosis": "肺炎", "purpose": "排除肺部感染"},
@@ -97,12 +110,13 @@ def rest_body(n: str) -> dict[str, Any]:
 def orm_message(n: str) -> bytes:
     """The same order as `rest_body`, as ORM^O01 v2.5.1 in UTF-8."""
     family, given, sex, born = person(n)
+    code, name, modality, body_part = procedure(n)
     return "\r".join([
         f"MSH|^~\\&|HIS|MAIN|RADLOOP|RAD|20261127120000||ORM^O01^ORM_O01|C{n}|P|2.5.1|||||||UNICODE UTF-8",
         f"PID|1||MH{n}^^^MRN^MR||{family}^{given}||{born:%Y%m%d}|{sex}",
         "PV1|1|O|RESP",
         f"ORC|NW|H{n}^HIS|||||^^^^^R|||||D001^孙^医生|||||^呼吸内科",
-        f"OBR|1|H{n}^HIS||CT-CHEST^胸部CT平扫|||||||||咳嗽两周||^^^CHEST|||||||||CT|||||||^排除肺部感染",
+        f"OBR|1|H{n}^HIS||{code}^{name}|||||||||咳嗽两周||^^^{body_part}|||||||||{modality}|||||||^排除肺部感染",
         "DG1|1||J18.9^肺炎^I10",
     ]).encode()
 
@@ -115,6 +129,11 @@ class Phase:
     seconds: float
     failures: int
     cpu_seconds: float | None = None  # of the process that took this phase's orders (API or listener)
+    sent_at_s: list[float] = field(default_factory=list)  # per latency: when it was sent, from the phase start
+
+    def slowest(self, k: int = 5) -> str:
+        worst = sorted(zip(self.latencies_ms, self.sent_at_s), reverse=True)[:k]
+        return ", ".join(f"{ms:.0f} ms at {at:.1f} s" for ms, at in worst)
 
     @property
     def rate(self) -> float:
@@ -149,6 +168,7 @@ class Center:
     mllp_port: int
     api_pid: int | None = None  # None: in this process
     listener_pid: int | None = None
+    worker_pid: int | None = None
 
     def cpu_pid(self, path: str) -> int | None:
         return self.api_pid if path == "rest" else self.listener_pid
@@ -184,7 +204,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextlib.asynccontextmanager
 async def center(in_process: bool = False) -> AsyncIterator[Center]:
-    """Dev server + worker here; API (uvicorn) + MLLP listener in their own processes (or here), all private."""
+    """Dev server here; worker, API (uvicorn) and MLLP listener in their own processes (or here), all private."""
     from temporalio.testing import WorkflowEnvironment
 
     tmp = tempfile.TemporaryDirectory(prefix="radloop-bench-hl7-")
@@ -225,11 +245,11 @@ async def center(in_process: bool = False) -> AsyncIterator[Center]:
     try:
         if in_process:
             yield_center = await stack.enter_async_context(_in_process(client, queue, api_port))
+            await stack.enter_async_context(build_worker(client, task_queue=queue))
         else:
             os.environ["RADLOOP_TEMPORAL_ADDRESS"] = client.service_client.config.target_host
             yield_center = await stack.enter_async_context(_processes(api_port, mllp_port, data))
-        async with build_worker(client, task_queue=queue):
-            yield yield_center
+        yield yield_center
     finally:
         await stack.aclose()
         await env.shutdown()
@@ -246,12 +266,13 @@ async def center(in_process: bool = False) -> AsyncIterator[Center]:
 
 @contextlib.asynccontextmanager
 async def _processes(api_port: int, mllp_port: int, data: Path) -> AsyncIterator[Center]:
-    """The API and the listener as the launcher starts them (core.launcher.app_commands)."""
+    """The API, the listener and the worker as the launcher starts them (core.launcher.app_commands)."""
     py = sys.executable
     commands = {
         "api": [py, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(api_port),
                 "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"],
         "hl7": [py, "-m", "integrations.hl7.listener"],
+        "worker": [py, "worker.py"],
     }
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
@@ -260,7 +281,8 @@ async def _processes(api_port: int, mllp_port: int, data: Path) -> AsyncIterator
                 procs[name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
         await _wait_for_port(api_port, procs["api"], "the API")
         await _wait_for_port(mllp_port, procs["hl7"], "the HL7 listener")
-        yield Center(api_port, mllp_port, api_pid=procs["api"].pid, listener_pid=procs["hl7"].pid)
+        yield Center(api_port, mllp_port, api_pid=procs["api"].pid, listener_pid=procs["hl7"].pid,
+                     worker_pid=procs["worker"].pid)
     finally:
         await asyncio.gather(*(asyncio.to_thread(_stop, proc) for proc in procs.values()))
 
@@ -330,6 +352,7 @@ async def run_phase(path: str, label: str, send: Sender, count: int, concurrency
     has taken them to their first human step (the listener's audit writer finishes by then too)."""
     cpu0 = tree_cpu_seconds(cpu_pid) if cpu_pid else None
     latencies: list[float] = []
+    sent_at: list[float] = []
     failures = 0
     gate = asyncio.Semaphore(concurrency)
 
@@ -340,6 +363,7 @@ async def run_phase(path: str, label: str, send: Sender, count: int, concurrency
             try:
                 await send(f"{label[:1]}{uuid.uuid4().hex[:10]}{i}")
                 latencies.append((time.perf_counter() - t0) * 1000)
+                sent_at.append(t0 - started)
             except Exception as err:  # noqa: BLE001 - counted and shown, the run goes on
                 failures += 1
                 print(f"  {path} order failed: {err}", flush=True)
@@ -359,7 +383,7 @@ async def run_phase(path: str, label: str, send: Sender, count: int, concurrency
     if cpu_pid and cpu0 is not None:
         await drain()
         cpu = tree_cpu_seconds(cpu_pid) - cpu0
-    return Phase(path, label, latencies, seconds, failures, cpu)
+    return Phase(path, label, latencies, seconds, failures, cpu, sent_at)
 
 
 def row(p: Phase) -> list[str]:
@@ -383,22 +407,49 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def _busy_loops() -> int:
-    """Loops still in their automatic first steps (order QC, booking)."""
+    """Loops still in their automatic first steps (order QC, booking) and not waiting on a person."""
     from sqlmodel import Session, col, func, select
+
+    from core.db import get_engine
+    from domain.tables import ExamOrder, HumanTask
+
+    waiting = select(HumanTask.accession_number).where(HumanTask.state == "open")
+    with Session(get_engine()) as s:
+        return s.exec(select(func.count()).select_from(ExamOrder)
+                      .where(col(ExamOrder.step).in_(("order_qc", "scheduling")))
+                      .where(col(ExamOrder.accession_number).not_in(waiting))).one()
+
+
+def _loops() -> int:
+    from sqlmodel import Session, func, select
 
     from core.db import get_engine
     from domain.tables import ExamOrder
 
     with Session(get_engine()) as s:
-        return s.exec(select(func.count()).select_from(ExamOrder)
-                      .where(col(ExamOrder.step).in_(("order_qc", "scheduling")))).one()
+        return s.exec(select(func.count()).select_from(ExamOrder)).one()
+
+
+QUIET_CPU_SHARE = 0.15  # of one CPU, over a second, for the whole center (worker, API, listener, dev server)
 
 
 async def drain(timeout: float = 120) -> None:
-    """Wait until the worker has taken every loop so far to its first human step: each phase starts quiet."""
+    """Wait until the worker has taken every loop so far to its first human step and the center has
+    worked off what follows (notifications, outbound HL7, audit): each phase starts on a quiet center,
+    so a phase measures its own orders, not the tail of the phase before."""
     deadline = time.monotonic() + timeout
     while await asyncio.to_thread(_busy_loops) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
+    while time.monotonic() < deadline:
+        before = _center_cpu_seconds()
+        await asyncio.sleep(1.0)
+        if _center_cpu_seconds() - before < QUIET_CPU_SHARE:
+            return
+
+
+def _center_cpu_seconds() -> float:
+    """CPU of every process this one started (dev server, worker, API, listener), not its own."""
+    return tree_cpu_seconds(os.getpid()) - time.process_time()
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -438,12 +489,16 @@ async def run(args: argparse.Namespace) -> int:
                                                   cpu_pid=c.cpu_pid(path)))
                     print("  " + " ".join(row(phases[-1])), flush=True)
         await pool.close()
-        # The figures before the teardown: on a loaded machine the worker's shutdown has hung (its
-        # activities' threads), which must not cost the run its results.
-        return report(phases, args)
+        await drain()
+        worker_note = None
+        if c.worker_pid is not None:
+            loops = await asyncio.to_thread(_loops)
+            worker_note = (f"worker      {tree_cpu_seconds(c.worker_pid) * 1000 / loops:.0f} ms CPU per loop, "
+                           f"order to its first human step ({loops} loops, warm-ups included)")
+        return report(phases, args, worker_note)
 
 
-def report(phases: list[Phase], args: argparse.Namespace) -> int:
+def report(phases: list[Phase], args: argparse.Namespace, worker_note: str | None = None) -> int:
     print()
     print(table([row(p) for p in phases],
                 ["path", "phase", "orders", "failed", "orders/s", "p50 ms", "p99 ms", "CPU ms/order"]))
@@ -452,6 +507,9 @@ def report(phases: list[Phase], args: argparse.Namespace) -> int:
         ps = [p for p in phases if p.path == path and p.label.startswith("throughput")]
         return sum(len(p.latencies_ms) for p in ps) / sum(p.seconds for p in ps)
 
+    for p in phases:
+        if p.label.startswith("paced") and p.latencies_ms:
+            print(f"slowest     {p.path} paced: {p.slowest()}")
     paced = next(p for p in phases if p.path == "mllp" and p.label.startswith("paced"))
     p99 = percentile(paced.latencies_ms, 99) if paced.latencies_ms else float("inf")
     print()
@@ -469,6 +527,8 @@ def report(phases: list[Phase], args: argparse.Namespace) -> int:
         mllp_cpu, rest_cpu = cpu_per_order("mllp"), cpu_per_order("rest")
         print(f"CPU         listener {mllp_cpu:.1f} ms per MLLP order vs API "
               f"{rest_cpu:.1f} ms per REST order: as a capacity ratio {rest_cpu / mllp_cpu:.2f}")
+    if worker_note:
+        print(worker_note)
     print(f"end: {load_average()}", flush=True)
     failed = sum(p.failures for p in phases)
     return 1 if failed else 0
@@ -486,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="length of the paced phase (150 orders at 5/s: a p99 that is not just the maximum)")
     parser.add_argument("--warmup", type=int, default=6)
     parser.add_argument("--in-process", action="store_true",
-                        help="API and listener in the bench process (shared GIL with the worker); no CPU figures")
+                        help="worker, API and listener in the bench process (one GIL with the sender); no CPU figures")
     args = parser.parse_args(argv or [])
     return asyncio.run(run(args))
 

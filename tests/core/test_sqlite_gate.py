@@ -1,6 +1,8 @@
 """The per-process SQLite write gate (core.sqlite_gate): writers queue, and the gate is given back."""
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import threading
 import time
 from pathlib import Path
@@ -90,3 +92,40 @@ def test_a_connection_returned_mid_write_gives_the_gate_back(tmp_path: Path) -> 
     assert not gate.locked()
     with engine.connect() as check:
         assert check.execute(text("SELECT count(*) FROM t")).scalar() == 0
+
+
+def _write_from_a_process(path: str, writer: int) -> list[str]:
+    """A separate interpreter (as the API, listener and worker are) writing with two threads."""
+    engine = _impatient_engine(Path(path), gated=True)
+    errors: list[str] = []
+
+    def rows(thread: int) -> None:
+        for n in range(10):
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text("INSERT INTO t VALUES (:i, :n)"), {"i": writer * 10 + thread, "n": n})
+                    time.sleep(0.005)
+            except OperationalError as err:
+                errors.append(str(err.orig))
+
+    threads = [threading.Thread(target=rows, args=(t,)) for t in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    engine.dispose()
+    return errors
+
+
+def test_writers_of_different_processes_queue_for_the_file_too(tmp_path: Path) -> None:
+    _engine(tmp_path).dispose()
+    path = str(tmp_path / "gate.db")
+    # SQLite with no busy wait: without a lock shared between the processes some would find it locked.
+    with concurrent.futures.ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn")) as pool:
+        errors = [e for found in pool.map(_write_from_a_process, [path] * 3, range(3)) for e in found]
+    assert errors == []
+    check = create_engine(f"sqlite:///{path}")
+    with check.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 60
+    check.dispose()
+    assert (tmp_path / "gate.db-writers").exists()

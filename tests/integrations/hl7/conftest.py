@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import hl7
 import pytest
@@ -14,9 +12,7 @@ from sqlmodel import Session, func, select
 from temporalio.client import Client
 
 from core.config import reset_settings_cache
-from core.db import get_engine, make_engine, reset_engine_cache
-from core.migrate import upgrade_head
-from core.seed import seed_demo
+from core.db import get_engine
 from core.temporal import connect
 from domain.hl7_tables import HL7Message
 from domain.tables import ExamOrder, Patient
@@ -63,39 +59,8 @@ async def start_listener(ctx: InboundContext, **kw) -> Listener:
     return Listener(server)
 
 
-@pytest.fixture(scope="session")
-def seeded_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One migrated, demo-seeded SQLite file per test session; each test gets a copy of it."""
-    path = tmp_path_factory.mktemp("hl7-template") / "radloop.db"
-    url = f"sqlite:///{path}"
-    upgrade_head(url)
-    engine = make_engine(url)
-    with Session(engine) as s:
-        seed_demo(s)
-        s.commit()
-    engine.dispose()  # the last connection closing checkpoints the WAL into the file
-    return path
-
-
 @pytest.fixture
-def hl7_sqlite(seeded_sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Like the shared `sqlite_database`, but a file copy instead of migrating again (seconds per test)."""
-    path = tmp_path / "radloop.db"
-    shutil.copyfile(seeded_sqlite_template, path)
-    url = f"sqlite:///{path}"
-    monkeypatch.setenv("RADLOOP_DATABASE_URL", url)
-    monkeypatch.setenv("RADLOOP_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("RADLOOP_MODE", raising=False)
-    reset_settings_cache()
-    reset_engine_cache()
-    yield url
-    get_engine().dispose()
-    reset_engine_cache()
-    reset_settings_cache()
-
-
-@pytest.fixture
-async def offline_listener(hl7_sqlite: str) -> AsyncIterator[Listener]:
+async def offline_listener(sqlite_database: str) -> AsyncIterator[Listener]:
     """The listener with a database but no Temporal: everything up to the loop start is real."""
     listener = await start_listener(InboundContext(temporal=temporal_nowhere()), max_frame_bytes=1024 * 1024)
     yield listener
@@ -160,7 +125,7 @@ class HIS:
 
 
 @pytest.fixture
-async def his(hl7_sqlite: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[HIS]:
+async def his(sqlite_database: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[HIS]:
     monkeypatch.setenv("RADLOOP_HIS_MLLP_TIMEOUT_SECONDS", "2")
     his = HIS(env=monkeypatch)
     await his.start()

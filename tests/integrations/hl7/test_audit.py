@@ -23,7 +23,7 @@ from tests.support.loop_driver import order_payload
 
 
 @pytest.fixture
-async def audited(hl7_sqlite: str) -> AsyncIterator[tuple[Listener, HL7Auditor]]:
+async def audited(sqlite_database: str) -> AsyncIterator[tuple[Listener, HL7Auditor]]:
     auditor = HL7Auditor(AuditTrail.from_settings().record)
     listener = await start_listener(InboundContext(temporal=temporal_nowhere(), audit=auditor.submit))
     yield listener, auditor

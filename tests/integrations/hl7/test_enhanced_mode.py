@@ -111,7 +111,7 @@ async def test_a_restarted_listener_resumes_undelivered_application_acks(his: HI
 
 
 @pytest.mark.timeout(30)
-async def test_close_stops_the_sender_even_when_a_delivery_swallows_the_cancel(hl7_sqlite: str) -> None:
+async def test_close_stops_the_sender_even_when_a_delivery_swallows_the_cancel(sqlite_database: str) -> None:
     """The hang behind the restart test: Python 3.11's asyncio.wait_for returns (or raises) its inner
     result instead of CancelledError when the cancel arrives as that result comes in, e.g. a refused
     connect. Here a delivery does exactly that on every cancel, and close must still return."""

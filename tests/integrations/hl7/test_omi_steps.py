@@ -42,7 +42,7 @@ def worklist_query(accession: str) -> Dataset:
     return q
 
 
-async def test_each_ipc_segment_is_a_scheduled_step_on_the_worklist(center, hl7_sqlite) -> None:
+async def test_each_ipc_segment_is_a_scheduled_step_on_the_worklist(center, sqlite_database) -> None:
     ipcs = [
         {1: "ACC-X", 2: "RP1", 3: "1.2.3.4", 4: "SPS-PLAIN", 5: "CT", 6: "P-CH-LUNG^肺窗", 9: "CT1"},
         {1: "ACC-X", 2: "RP1", 3: "1.2.3.4", 4: "SPS-PORTAL", 5: "CT", 6: "P-CH-MED^纵隔窗", 9: "CT1"},
@@ -69,7 +69,7 @@ async def test_each_ipc_segment_is_a_scheduled_step_on_the_worklist(center, hl7_
     assert [i.ScheduledProcedureStepSequence[0].ScheduledProcedureStepID for i in items] == ["SPS-PLAIN"]
 
 
-async def test_a_step_on_a_modality_no_room_performs_is_ae_at_that_ipc(center, hl7_sqlite) -> None:
+async def test_a_step_on_a_modality_no_room_performs_is_ae_at_that_ipc(center, sqlite_database) -> None:
     ipcs = [{4: "SPS-1", 5: "CT"}, {4: "SPS-2", 5: "PT"}]
     ack = await center.listener.send(omi("OMI-S2", "POMIS2", ipcs))
     assert ack_fields(ack)["MSA"][1] == "AE"

@@ -21,7 +21,7 @@ def events(accession: str, kind: str) -> list[DomainEvent]:
                                                      DomainEvent.kind == kind)).all())
 
 
-async def test_xo_before_the_exam_changes_the_order_and_its_worklist_step(center, hl7_sqlite) -> None:
+async def test_xo_before_the_exam_changes_the_order_and_its_worklist_step(center, sqlite_database) -> None:
     ack = await center.listener.send(orm("NW", placer="PXO1", control_id="XO-0001").encode())
     accession = accession_of(ack)
     await center.driver.wait_step(accession, "scheduled")
@@ -44,7 +44,7 @@ async def test_xo_before_the_exam_changes_the_order_and_its_worklist_step(center
     assert len(events(accession, "order_changed")) == 1
 
 
-async def test_xo_after_the_exam_started_opens_a_task_and_changes_nothing(center, hl7_sqlite) -> None:
+async def test_xo_after_the_exam_started_opens_a_task_and_changes_nothing(center, sqlite_database) -> None:
     ack = await center.listener.send(orm("NW", placer="PXO2", control_id="XO-0101").encode())
     accession = accession_of(ack)
     await center.driver.check_in(accession)
@@ -73,7 +73,7 @@ async def test_xo_after_the_exam_started_opens_a_task_and_changes_nothing(center
     assert reviewed.summary.startswith("amend_report") and reviewed.actor == "u-radiologist"
 
 
-async def test_xo_refusals_name_the_field(center, hl7_sqlite) -> None:
+async def test_xo_refusals_name_the_field(center, sqlite_database) -> None:
     ack = await center.listener.send(orm("NW", placer="PXO3", control_id="XO-0201").encode())
     assert ack_fields(ack)["MSA"][1] == "AA"
     cases = [

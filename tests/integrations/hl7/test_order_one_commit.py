@@ -40,7 +40,7 @@ def gone_after_connect() -> Callable[[], Awaitable[Client]]:
     return get
 
 
-async def test_an_accepted_order_is_one_commit_of_patient_order_and_log_row(center, hl7_sqlite) -> None:  # noqa: F811
+async def test_an_accepted_order_is_one_commit_of_patient_order_and_log_row(center, sqlite_database) -> None:  # noqa: F811
     flushed: dict[int, set[str]] = {}
     committed: list[set[str]] = []
 
@@ -67,7 +67,7 @@ async def test_an_accepted_order_is_one_commit_of_patient_order_and_log_row(cent
 
 
 async def test_a_loop_that_cannot_start_after_the_commit_is_an_ar_and_the_resend_is_processed(
-        center, hl7_sqlite, task_queue) -> None:  # noqa: F811
+        center, sqlite_database, task_queue) -> None:  # noqa: F811
     text = orm("NW", placer="P1C2", control_id="ONE-2").encode()
     broken = await start_listener(InboundContext(temporal=gone_after_connect(), task_queue=task_queue))
     try:
@@ -86,7 +86,7 @@ async def test_a_loop_that_cannot_start_after_the_commit_is_an_ar_and_the_resend
 
 
 async def test_a_resend_after_a_crash_between_commit_and_loop_start_starts_the_loop_first(
-        center, hl7_sqlite, task_queue) -> None:  # noqa: F811
+        center, sqlite_database, task_queue) -> None:  # noqa: F811
     raw = orm("NW", placer="P1C3", control_id="ONE-3").encode()
     header = read_header(raw)
     journal = MessageJournal(header, raw, "127.0.0.1:1", utcnow(), time.perf_counter(), lambda text: (

@@ -32,7 +32,7 @@ class Center:
 
 @pytest.fixture
 async def center(request: pytest.FixtureRequest, ts_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Center]:
-    for db in ("database", "hl7_sqlite"):  # set up first, so torn down after the worker: loops never lose their tables
+    for db in ("database", "sqlite_database"):  # set up first, so torn down after the worker: loops never lose their tables
         if db in request.fixturenames:
             request.getfixturevalue(db)
 
@@ -82,7 +82,7 @@ async def test_new_order_over_the_hl7_package_client_is_acked_once_the_loop_exis
     assert logged.processing_ms is not None and clear_raw(logged).decode() == text + "\r"
 
 
-async def test_resend_with_the_same_control_id_replays_the_ack_and_changes_nothing(center, hl7_sqlite) -> None:
+async def test_resend_with_the_same_control_id_replays_the_ack_and_changes_nothing(center, sqlite_database) -> None:
     text = orm("NW", placer="PDUP1", control_id="DUP-0001").encode()
     first = await center.listener.send(text)
     before = counts()
@@ -97,7 +97,7 @@ async def test_resend_with_the_same_control_id_replays_the_ack_and_changes_nothi
     assert counts()["orders"] == 1
 
 
-async def test_cancel_runs_the_loops_cancel_saga(center, hl7_sqlite) -> None:
+async def test_cancel_runs_the_loops_cancel_saga(center, sqlite_database) -> None:
     ack = await center.listener.send(orm("NW", placer="PCA1", control_id="CA-0001").encode())
     accession = accession_of(ack)
     await center.driver.wait_step(accession, "scheduled")
@@ -115,7 +115,7 @@ async def test_cancel_runs_the_loops_cancel_saga(center, hl7_sqlite) -> None:
     assert ack_fields(unknown)["MSA"][1] == "AE" and "204^" in unknown.decode()
 
 
-async def test_cancel_after_the_exam_started_is_ae(center, hl7_sqlite) -> None:
+async def test_cancel_after_the_exam_started_is_ae(center, sqlite_database) -> None:
     ack = await center.listener.send(orm("NW", placer="PCA2", control_id="CA-0101").encode())
     accession = accession_of(ack)
     await center.driver.check_in(accession)
@@ -134,7 +134,7 @@ def _gb18030_pipe_char() -> str:
 
 
 @pytest.mark.parametrize("charset,codec", [("GB18030", "gb18030"), ("UNICODE UTF-8", "utf-8")])
-async def test_chinese_names_round_trip(center, hl7_sqlite, charset: str, codec: str) -> None:
+async def test_chinese_names_round_trip(center, sqlite_database, charset: str, codec: str) -> None:
     tricky = _gb18030_pipe_char()
     family, given = "欧阳", f"娜{tricky}"
     text = orm("NW", placer=f"PCN-{codec}", control_id=f"CN-{codec}", charset=charset, name=f"{family}^{given}")
@@ -147,7 +147,7 @@ async def test_chinese_names_round_trip(center, hl7_sqlite, charset: str, codec:
     assert row.ordering_clinician_name == "孙医生"
 
 
-async def test_omi_o23_takes_the_modality_from_ipc(center, hl7_sqlite) -> None:
+async def test_omi_o23_takes_the_modality_from_ipc(center, sqlite_database) -> None:
     placer = "POMI1"
     lines = [
         msh("OMI^O23^OMI_O23", "OMI-0001", "2.5.1"),
@@ -165,7 +165,7 @@ async def test_omi_o23_takes_the_modality_from_ipc(center, hl7_sqlite) -> None:
     assert messages()[-1].summary["scheduled_steps"] == ["SPS1"]
 
 
-async def test_an_order_placed_through_the_intake_service_is_the_same_loop_over_hl7(center, hl7_sqlite) -> None:
+async def test_an_order_placed_through_the_intake_service_is_the_same_loop_over_hl7(center, sqlite_database) -> None:
     placed = await center.driver.place(placer_order_number="PSHARED1", placer_system="HIS")
     ack = await center.listener.send(orm("NW", placer="PSHARED1", control_id="SH-0001").encode())
     assert accession_of(ack) == placed.accession_number
@@ -183,7 +183,7 @@ async def test_an_order_placed_through_the_intake_service_is_the_same_loop_over_
         assert hl7_mrn and inbound(msglog.search(s, patient=hl7_mrn)) == ["SH-0001"]
 
 
-async def test_concurrent_orders_for_one_new_patient_make_one_patient(center, hl7_sqlite) -> None:
+async def test_concurrent_orders_for_one_new_patient_make_one_patient(center, sqlite_database) -> None:
     sends = [center.listener.send(orm("NW", placer=f"PCON{n}", mrn="MRN-CONC", control_id=f"CON-{n}").encode())
              for n in range(8)]
     acks = await asyncio.gather(*sends)

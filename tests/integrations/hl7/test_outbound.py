@@ -145,7 +145,7 @@ async def test_his_answers_decide_retry(his: HIS, monkeypatch) -> None:
     assert [str(m.segment("ORC")[5]) for m in his.messages()] == ["CA", "CM"]
 
 
-async def test_without_a_his_endpoint_nothing_is_sent(hl7_sqlite: str, monkeypatch) -> None:
+async def test_without_a_his_endpoint_nothing_is_sent(sqlite_database: str, monkeypatch) -> None:
     monkeypatch.delenv("RADLOOP_HIS_MLLP_HOST", raising=False)
     reset_settings_cache()
     order = placed_order_with_reports(version(3, "valid"))
@@ -155,7 +155,7 @@ async def test_without_a_his_endpoint_nothing_is_sent(hl7_sqlite: str, monkeypat
     assert row(message_id).status == "not_sent" and row(message_id).attempts == 0
 
 
-async def test_unreachable_port_is_retryable(hl7_sqlite: str, monkeypatch) -> None:
+async def test_unreachable_port_is_retryable(sqlite_database: str, monkeypatch) -> None:
     monkeypatch.setenv("RADLOOP_HIS_MLLP_HOST", "127.0.0.1")
     monkeypatch.setenv("RADLOOP_HIS_MLLP_PORT", str(free_port()))
     reset_settings_cache()
@@ -186,7 +186,7 @@ async def test_the_his_profile_chooses_omi_o23_for_order_status(his: HIS, monkey
     parsed.validate()
 
 
-def test_pid3_to_the_his_carries_the_numbers_it_registered(hl7_sqlite: str) -> None:
+def test_pid3_to_the_his_carries_the_numbers_it_registered(sqlite_database: str) -> None:
     """Personal numbers are sealed at rest (security.field_crypto); the HIS gets them back unsealed."""
     card = "11010119700501123X"
     order = record_order(new_session, OrderIn.model_validate(order_payload(patient={"identifiers": [

@@ -118,7 +118,7 @@ def test_escaped_names_round_trip_through_the_parser(family: str, charset: str) 
     st.binary(max_size=512).map(lambda tail: msh("ORM^O01", "FZP").encode() + b"\r" + tail),
     st.binary(max_size=512).map(lambda tail: msh("ADT^A01", "FZA").encode() + b"\rPID|1||" + tail),
 ))
-async def test_the_inbound_processor_answers_any_frame_and_writes_nothing_half(hl7_sqlite: str, raw: bytes) -> None:
+async def test_the_inbound_processor_answers_any_frame_and_writes_nothing_half(sqlite_database: str, raw: bytes) -> None:
     before = counts()
     processor = InboundProcessor(InboundContext(temporal=temporal_nowhere()))
     ack = await processor(raw, Peer("127.0.0.1", 1))
