@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import signal
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -75,8 +77,14 @@ ACTIVITIES = [
 ]
 
 
+# On SIGTERM the worker stops polling and lets running activities finish this long (their
+# results are reported, not left to time out and retry); the launcher's grace period is longer.
+SHUTDOWN_GRACE = timedelta(seconds=5)
+
+
 def build_worker(
-    client: Client, task_queue: str | None = None, executor: concurrent.futures.Executor | None = None
+    client: Client, task_queue: str | None = None, executor: concurrent.futures.Executor | None = None,
+    graceful_shutdown: timedelta = timedelta(0),
 ) -> Worker:
     """The one place that lists what a RadLoop worker runs (tests use it too)."""
     ensure_workflow_bytecode()  # the sandbox re-imports workflow modules for every run
@@ -87,6 +95,7 @@ def build_worker(
         activities=ACTIVITIES,
         activity_executor=executor or concurrent.futures.ThreadPoolExecutor(max_workers=32),
         max_concurrent_activities=32,
+        graceful_shutdown_timeout=graceful_shutdown,
     )
 
 
@@ -94,10 +103,15 @@ async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     await asyncio.to_thread(refuse_insecure_start, "worker")  # production: no demo users, no dev keys
     client = await connect()
-    worker = build_worker(client)
+    worker = build_worker(client, graceful_shutdown=SHUTDOWN_GRACE)
     await ensure_daily_close_schedule(client)  # R6.3: the day's close starts on a Temporal Schedule
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stopping.set)
     logging.info("worker polling task queue %s", get_settings().temporal_task_queue)
-    await worker.run()
+    async with worker:
+        await stopping.wait()
+        logging.info("stopping: no new tasks, running activities get %ss", SHUTDOWN_GRACE.seconds)
 
 
 if __name__ == "__main__":

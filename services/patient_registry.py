@@ -43,11 +43,21 @@ class Registration:
     open_accessions: list[str] = field(default_factory=list)
 
 
+Owners = dict[tuple[str, str], str | None]  # (system, value) -> the patient holding it, if any
+
+
 def _owner(session: Session, ident: IdentifierIn) -> str | None:
     row = session.exec(select(PatientIdentifier).where(
         PatientIdentifier.system == ident.system,
         PatientIdentifier.value_bidx == identifier_index(ident.system, ident.value))).first()
     return row.patient_id if row else None
+
+
+def _owners(session: Session, facts: PersonFacts) -> Owners:
+    """Who holds each identifier now, looked up once and before the first write (on SQLite the write
+    lock is held from the first write to the commit); a concurrent registration that takes one in
+    between still fails on the unique key, and the caller starts over."""
+    return {(i.system, i.value): _owner(session, i) for i in facts.identifiers}
 
 
 def _shown(ident: Any) -> str:
@@ -57,20 +67,20 @@ def _shown(ident: Any) -> str:
     return f"{ident.system}:{value}"
 
 
-def _linked_patient(session: Session, facts: PersonFacts) -> Patient | None:
+def _linked_patient(session: Session, facts: PersonFacts, held: Owners) -> Patient | None:
     """The one patient the trusted identifiers point at; Conflict if they point at several."""
-    owners = {o for i in facts.identifiers if is_trusted(i.system) and (o := _owner(session, i))}
+    owners = {o for i in facts.identifiers if is_trusted(i.system) and (o := held[(i.system, i.value)])}
     if len(owners) > 1:
         raise Conflict(f"identifiers {', '.join(_shown(i) for i in facts.identifiers)} "
                        f"belong to different patients ({', '.join(sorted(owners))}): a merge decision is needed")
     return session.get(Patient, owners.pop()) if owners else None
 
 
-def _attach_identifiers(session: Session, patient: Patient, facts: PersonFacts) -> list[str]:
+def _attach_identifiers(session: Session, patient: Patient, facts: PersonFacts, held: Owners) -> list[str]:
     """Add identifiers the patient lacks; an untrusted one held by someone else is left out (and said)."""
     notes = []
     for ident in facts.identifiers:
-        owner = _owner(session, ident)
+        owner = held[(ident.system, ident.value)]
         if owner == patient.id:
             continue
         if owner is not None:
@@ -78,6 +88,7 @@ def _attach_identifiers(session: Session, patient: Patient, facts: PersonFacts) 
                 raise Conflict(f"{_shown(ident)} belongs to patient {owner}")
             notes.append(f"{_shown(ident)} is already on patient {owner}")
             continue
+        held[(ident.system, ident.value)] = patient.id  # the same identifier sent twice is added once
         session.add(PatientIdentifier(patient_id=patient.id, system=ident.system, value=ident.value))
     return notes
 
@@ -207,10 +218,11 @@ def register_in(session: Session, facts: PersonFacts, source: str, update: bool 
     starts over, as `register` does."""
     if not facts.identifiers or not facts.complete:
         raise ValueError("registration needs at least one identifier, a name, sex and birth date")
-    patient = _linked_patient(session, facts)
+    held = _owners(session, facts)
+    patient = _linked_patient(session, facts, held)
     if patient is not None:
         changed = _apply(patient, facts) if update else {}
-        _attach_identifiers(session, patient, facts)
+        _attach_identifiers(session, patient, facts, held)
         session.add(patient)
         opened = _tell_open_loops(session, patient.id, changed, source) if changed else []
         return Registration(patient.id, created=False, changed=changed, open_accessions=opened)
@@ -221,7 +233,7 @@ def register_in(session: Session, facts: PersonFacts, source: str, update: bool 
     session.add(patient)
     session.flush()
     try:
-        _attach_identifiers(session, patient, facts)
+        _attach_identifiers(session, patient, facts, held)
     except Conflict as err:
         raise RegisteredMeanwhile(str(err)) from err
     session.flush()
@@ -233,12 +245,13 @@ def update_demographics(sessions: SessionFactory, facts: PersonFacts, source: st
     """ADT A08: change what was sent on the patient the trusted identifiers name."""
 
     def work(session: Session) -> Registration:
-        patient = _linked_patient(session, facts)
+        held = _owners(session, facts)
+        patient = _linked_patient(session, facts, held)
         if patient is None:
             raise NotFound("no patient with identifiers "
                            + ", ".join(_shown(i) for i in facts.identifiers))
         changed = _apply(patient, facts)
-        _attach_identifiers(session, patient, facts)
+        _attach_identifiers(session, patient, facts, held)
         session.add(patient)
         opened = _tell_open_loops(session, patient.id, changed, source) if changed else []
         return Registration(patient.id, created=False, changed=changed, open_accessions=opened)

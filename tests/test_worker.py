@@ -46,3 +46,21 @@ async def test_killed_worker_resumes_the_loop(dev_env, sqlite_database, task_que
     finally:
         worker.kill()
         worker.wait(timeout=10)
+
+
+async def test_sigterm_stops_the_worker_cleanly_and_the_loop_goes_on_after_a_restart(
+        dev_env, sqlite_database, task_queue, notify_sink) -> None:
+    worker = start_worker(dev_env, task_queue)
+    try:
+        d = LoopDriver(dev_env.client, task_queue)
+        acc = await d.arrived()
+        worker.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(worker.wait, 15) == 0  # stopped by itself, not killed
+        worker = start_worker(dev_env, task_queue)
+        ack = await asyncio.wait_for(loop_commands.record_exam_event(
+            dev_env.client, acc, ExamEvent(kind="started", actor=actor(Role.technologist))), 120)
+        assert ack.accepted
+        await d.wait_step(acc, "in_exam", timeout=60)
+    finally:
+        worker.kill()
+        worker.wait(timeout=10)

@@ -98,3 +98,14 @@ def test_patient_order_and_the_callers_rows_commit_together_or_not_at_all(databa
     assert result.created and seen == [True]
     again = record_order(_session, order, _empi_step(_facts(order)), lambda _s, r: seen.append(r.created))
     assert not again.created and seen == [True, False]  # called for a known order too
+
+
+def test_an_identifier_sent_twice_in_one_registration_is_stored_once(database) -> None:
+    order = OrderIn.model_validate(order_payload())
+    facts = _facts(order)
+    twice = facts.model_copy(update={"identifiers": [*facts.identifiers, *facts.identifiers]})
+    result = record_order(_session, order, _empi_step(twice))
+    assert result.created
+    with Session(get_engine()) as s:
+        assert s.exec(select(func.count()).select_from(PatientIdentifier)).one() == 1
+        assert s.exec(select(PatientIdentifier)).one().patient_id == result.order.patient_id
