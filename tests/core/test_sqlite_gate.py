@@ -30,7 +30,8 @@ def _impatient_engine(path: Path, gated: bool) -> Engine:
     return engine
 
 
-def _write_concurrently(engine: Engine) -> list[str]:
+def _write_concurrently(engine: Engine, threads_: int = 6, first_writer: int = 0) -> list[str]:
+    """`threads_` threads writing 10 rows each at once; the errors they met."""
     errors: list[str] = []
 
     def writer(i: int) -> None:
@@ -42,7 +43,7 @@ def _write_concurrently(engine: Engine) -> list[str]:
             except OperationalError as err:
                 errors.append(str(err.orig))
 
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(6)]
+    threads = [threading.Thread(target=writer, args=(first_writer + i,)) for i in range(threads_)]
     for t in threads:
         t.start()
     for t in threads:
@@ -97,22 +98,7 @@ def test_a_connection_returned_mid_write_gives_the_gate_back(tmp_path: Path) -> 
 def _write_from_a_process(path: str, writer: int) -> list[str]:
     """A separate interpreter (as the API, listener and worker are) writing with two threads."""
     engine = _impatient_engine(Path(path), gated=True)
-    errors: list[str] = []
-
-    def rows(thread: int) -> None:
-        for n in range(10):
-            try:
-                with engine.begin() as conn:
-                    conn.execute(text("INSERT INTO t VALUES (:i, :n)"), {"i": writer * 10 + thread, "n": n})
-                    time.sleep(0.005)
-            except OperationalError as err:
-                errors.append(str(err.orig))
-
-    threads = [threading.Thread(target=rows, args=(t,)) for t in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    errors = _write_concurrently(engine, threads_=2, first_writer=writer * 10)
     engine.dispose()
     return errors
 
